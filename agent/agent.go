@@ -1,0 +1,395 @@
+package agent
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"log"
+	"log/slog"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/flowgate/flowgate/agent/proxy"
+	"github.com/flowgate/flowgate/certs"
+)
+
+// Options configure an Agent.
+type Options struct {
+	// Config is the validated configuration to run.
+	Config Config
+	// Logger receives the agent's logs; nil discards them.
+	Logger *slog.Logger
+	// Registry receives the metrics; nil creates a fresh registry.
+	Registry *prometheus.Registry
+	// Version is reported in /status and flowgate_build_info.
+	Version string
+	// Revision is the VCS revision reported in flowgate_build_info.
+	Revision string
+	// Now is the clock; nil is time.Now.
+	Now func() time.Time
+}
+
+// Agent runs flowgate: the listeners, the proxy, and the certificate and
+// upstream sources behind them. Create it with New, then call Run once.
+type Agent struct {
+	log          *slog.Logger
+	reg          *prometheus.Registry
+	version      string
+	now          func() time.Time
+	started      time.Time
+	proxy        *proxy.Proxy
+	metrics      *agentMetrics
+	proxyMetrics *proxy.Metrics
+	cfg          atomic.Pointer[Config]
+	provider     atomic.Pointer[providerSlot]
+	sources      atomic.Pointer[sourceSlot]
+	redir        atomic.Pointer[redirector]
+	ready        atomic.Bool
+
+	mu     sync.Mutex // serialises Reload and the start and stop of sources
+	runCtx context.Context
+	wg     sync.WaitGroup
+	addrs  Addrs
+}
+
+// Addrs are the addresses the listeners are bound to, known once Run has
+// bound them.
+type Addrs struct {
+	HTTPS, HTTP, Admin string
+}
+
+// providerSlot is the current certificate provider and what stops it.
+type providerSlot struct {
+	p      certs.Provider
+	key    string // the configuration it was built from
+	cancel context.CancelFunc
+	done   chan struct{}
+}
+
+// New builds an agent from a configuration. It validates the configuration
+// and loads the certificates (a missing or bad file fails here, naming the
+// file), but binds and starts nothing.
+func New(opts Options) (*Agent, error) {
+	cfg := opts.Config
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	a := &Agent{
+		log:     opts.Logger,
+		reg:     opts.Registry,
+		version: opts.Version,
+		now:     opts.Now,
+	}
+	if a.log == nil {
+		a.log = slog.New(slog.DiscardHandler)
+	}
+	if a.reg == nil {
+		a.reg = prometheus.NewRegistry()
+		a.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	}
+	if a.now == nil {
+		a.now = time.Now
+	}
+	a.metrics = newAgentMetrics(a.reg, opts.Version, opts.Revision)
+	p, err := a.buildProvider(&cfg)
+	if err != nil {
+		return nil, err
+	}
+	a.provider.Store(&providerSlot{p: p, key: providerKey(&cfg)})
+	a.proxyMetrics = proxy.NewMetrics(a.reg)
+	popts, err := a.proxyOptions(&cfg)
+	if err != nil {
+		return nil, err
+	}
+	popts.Registerer = a.reg
+	a.proxy = proxy.New(popts)
+	a.cfg.Store(&cfg)
+	a.redir.Store(newRedirector(&cfg, a.caPEM))
+	return a, nil
+}
+
+// proxyOptions maps the configuration onto the proxy's options.
+func (a *Agent) proxyOptions(cfg *Config) (proxy.Options, error) {
+	balance, err := proxy.ParseBalance(cfg.Upstreams.Balance)
+	if err != nil {
+		return proxy.Options{}, err
+	}
+	trusted, err := proxy.ParseTrustedProxies(cfg.HTTP.TrustedProxies)
+	if err != nil {
+		return proxy.Options{}, err
+	}
+	paths, err := proxy.NewPathPolicy(cfg.HTTP.BlockedPaths, cfg.HTTP.AllowedPaths)
+	if err != nil {
+		return proxy.Options{}, err
+	}
+	upTLS, err := upstreamTLS(&cfg.Upstreams.TLS)
+	if err != nil {
+		return proxy.Options{}, err
+	}
+	o := proxy.Options{
+		Balance:         balance,
+		StickyCookie:    cfg.Upstreams.StickyCookie,
+		TrustedProxies:  trusted,
+		Paths:           paths,
+		ForwardedPort:   fmt.Sprint(publicHTTPSPort(cfg)),
+		MaxFails:        cfg.Upstreams.MaxFails,
+		FailTimeout:     cfg.Upstreams.FailTimeout,
+		RetryIdempotent: cfg.Upstreams.RetryIdempotent,
+		MaxAttempts:     cfg.Upstreams.MaxAttempts,
+		DrainTimeout:    cfg.Upstreams.DrainTimeout,
+		MaxWebSockets:   cfg.HTTP.MaxWebSockets,
+		MaxBodyBytes:    cfg.HTTP.MaxBodyBytes,
+		Transport: proxy.TransportOptions{
+			DialTimeout:           cfg.Upstreams.DialTimeout,
+			ResponseHeaderTimeout: cfg.Upstreams.ResponseHeaderTimeout,
+			IdleConnTimeout:       cfg.Upstreams.IdleConnTimeout,
+			MaxIdleConnsPerHost:   cfg.Upstreams.KeepAlive,
+			TLS:                   upTLS,
+		},
+		Logger: a.log.With("component", "proxy"),
+		Now:    a.now,
+	}
+	if cfg.Log.AccessLog {
+		o.AccessLog = a.log.With("log", "access")
+	}
+	o.Metrics = a.proxyMetrics
+	return o, nil
+}
+
+// upstreamTLS builds the TLS client configuration for HTTPS upstreams.
+func upstreamTLS(c *UpstreamTLSConfig) (*tls.Config, error) {
+	tc := &tls.Config{
+		MinVersion:         tls.VersionTLS12,
+		ServerName:         c.ServerName,
+		InsecureSkipVerify: c.InsecureSkipVerify,
+	}
+	if c.CAFile != "" {
+		cas, err := certs.ReadPEMBundle(c.CAFile)
+		if err != nil {
+			return nil, &FieldError{Key: "upstreams.tls.ca_file", Err: err}
+		}
+		tc.RootCAs = x509.NewCertPool()
+		for _, ca := range cas {
+			tc.RootCAs.AddCert(ca)
+		}
+	}
+	if c.CertFile != "" {
+		pair, err := tls.LoadX509KeyPair(c.CertFile, c.KeyFile)
+		if err != nil {
+			return nil, &FieldError{Key: "upstreams.tls.cert_file", Err: fmt.Errorf("loading client certificate %q/%q: %w", c.CertFile, c.KeyFile, err)}
+		}
+		tc.Certificates = []tls.Certificate{pair}
+	}
+	return tc, nil
+}
+
+func (a *Agent) getCertificate(hello *tls.ClientHelloInfo) (*tls.Certificate, error) {
+	return a.provider.Load().p.GetCertificate(hello)
+}
+
+func (a *Agent) clientCAs() *x509.CertPool {
+	if s, ok := a.provider.Load().p.(certs.ClientCASource); ok {
+		return s.ClientCAs()
+	}
+	return nil
+}
+
+// caPEM returns the built-in CA certificate, or nil when the certificate
+// does not come from the built-in CA.
+func (a *Agent) caPEM() []byte {
+	if s, ok := a.provider.Load().p.(interface{ CACertificatePEM() []byte }); ok {
+		return s.CACertificatePEM()
+	}
+	return nil
+}
+
+// Addrs returns the bound listener addresses once Run has bound them.
+func (a *Agent) Addrs() Addrs {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.addrs
+}
+
+// Run binds the listeners, serves until ctx is cancelled, then shuts down
+// gracefully: it stops accepting, lets in-flight requests finish within
+// http.shutdown_timeout, and then closes WebSockets. A listener that cannot
+// be bound is an error naming its address.
+func (a *Agent) Run(ctx context.Context) error {
+	cfg := a.cfg.Load()
+	a.started = a.now()
+
+	httpsLn, err := listen("listen.https", cfg.Listen.HTTPS, cfg.HTTP.MaxConnections)
+	if err != nil {
+		return err
+	}
+	var httpLn, adminLn net.Listener
+	closeAll := func() {
+		for _, l := range []net.Listener{httpsLn, httpLn, adminLn} {
+			if l != nil {
+				l.Close()
+			}
+		}
+	}
+	if cfg.Listen.HTTP != "" {
+		if httpLn, err = listen("listen.http", cfg.Listen.HTTP, cfg.HTTP.MaxConnections); err != nil {
+			closeAll()
+			return err
+		}
+	}
+	if cfg.Listen.Admin != "" {
+		if adminLn, err = listen("listen.admin", cfg.Listen.Admin, 0); err != nil {
+			closeAll()
+			return err
+		}
+	}
+
+	runCtx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	a.mu.Lock()
+	a.runCtx = runCtx
+	a.addrs = Addrs{HTTPS: httpsLn.Addr().String()}
+	if httpLn != nil {
+		a.addrs.HTTP = httpLn.Addr().String()
+	}
+	if adminLn != nil {
+		a.addrs.Admin = adminLn.Addr().String()
+	}
+	a.startProviderLocked(a.provider.Load())
+	a.startSourcesLocked(cfg)
+	a.mu.Unlock()
+
+	errLog := log.New(&serverErrorLog{log: a.log, handshakeErrors: a.metrics.handshakeErrors}, "", 0)
+	tlsLn := tls.NewListener(httpsLn, a.serverTLSConfig(cfg))
+	httpsSrv := &http.Server{
+		Handler:           a.httpsHandler(),
+		ReadHeaderTimeout: cfg.HTTP.ReadHeaderTimeout,
+		IdleTimeout:       cfg.HTTP.IdleTimeout,
+		MaxHeaderBytes:    cfg.HTTP.MaxHeaderBytes,
+		ErrorLog:          errLog,
+	}
+	servers := []*http.Server{httpsSrv}
+	serveErr := make(chan error, 3)
+	serve := func(name string, srv *http.Server, ln net.Listener) {
+		a.wg.Add(1)
+		go func() {
+			defer a.wg.Done()
+			if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				serveErr <- fmt.Errorf("%s listener: %w", name, err)
+			}
+		}()
+	}
+	serve("https", httpsSrv, tlsLn)
+	if httpLn != nil {
+		httpSrv := &http.Server{
+			Handler:           http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { a.redir.Load().ServeHTTP(w, r) }),
+			ReadHeaderTimeout: cfg.HTTP.ReadHeaderTimeout,
+			IdleTimeout:       cfg.HTTP.IdleTimeout,
+			MaxHeaderBytes:    cfg.HTTP.MaxHeaderBytes,
+			ErrorLog:          errLog,
+		}
+		servers = append(servers, httpSrv)
+		serve("http", httpSrv, httpLn)
+	}
+	var adminSrv *http.Server
+	if adminLn != nil {
+		adminSrv = &http.Server{
+			Handler:           a.adminHandler(cfg),
+			ReadHeaderTimeout: 10 * time.Second,
+			ErrorLog:          errLog,
+		}
+		serve("admin", adminSrv, adminLn)
+	}
+	a.ready.Store(true)
+	a.log.Info("flowgate serving", "https", a.addrs.HTTPS, "http", a.addrs.HTTP, "admin", a.addrs.Admin, "version", a.version)
+
+	var runErr error
+	select {
+	case <-ctx.Done():
+	case runErr = <-serveErr:
+		a.log.Error("listener failed; shutting down", "err", runErr)
+	}
+
+	// Graceful shutdown: readiness off first so load balancers stop sending.
+	a.ready.Store(false)
+	timeout := a.cfg.Load().HTTP.ShutdownTimeout
+	a.log.Info("shutting down", "timeout", timeout)
+	sctx, scancel := context.WithTimeout(context.WithoutCancel(ctx), timeout)
+	defer scancel()
+	var swg sync.WaitGroup
+	for _, srv := range servers {
+		swg.Go(func() {
+			if err := srv.Shutdown(sctx); err != nil {
+				a.log.Warn("in-flight requests cut at shutdown timeout", "err", err)
+				srv.Close()
+			}
+		})
+	}
+	swg.Wait()
+	a.proxy.Close() // WebSockets were hijacked: Shutdown does not wait for them
+	cancel()        // stop certificate and upstream sources
+	a.mu.Lock()
+	a.stopSourcesLocked()
+	a.stopProviderLocked()
+	a.mu.Unlock()
+	if adminSrv != nil {
+		adminSrv.Close()
+	}
+	a.wg.Wait()
+	a.log.Info("stopped")
+	return runErr
+}
+
+// httpsHandler is the handler behind the TLS listener.
+func (a *Agent) httpsHandler() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if hsts := a.cfg.Load().TLS.HSTSMaxAge; hsts > 0 {
+			w.Header().Set("Strict-Transport-Security", fmt.Sprintf("max-age=%d", int(hsts.Seconds())))
+		}
+		a.proxy.ServeHTTP(w, r)
+	})
+}
+
+// listen binds addr, naming the configuration key when it cannot.
+func listen(key, addr string, maxConns int) (net.Listener, error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		hint := ""
+		if strings.Contains(err.Error(), "permission denied") {
+			hint = "; ports below 1024 need root or CAP_NET_BIND_SERVICE"
+		} else if strings.Contains(err.Error(), "address already in use") {
+			hint = "; another process holds it (ss -ltnp shows which)"
+		}
+		return nil, fmt.Errorf("%s: cannot listen on %q: %w%s", key, addr, err, hint)
+	}
+	if maxConns > 0 {
+		ln = newLimitListener(ln, maxConns)
+	}
+	return ln, nil
+}
+
+// serverErrorLog routes net/http's internal error log to slog and counts
+// TLS handshake failures.
+type serverErrorLog struct {
+	log             *slog.Logger
+	handshakeErrors prometheus.Counter
+}
+
+func (l *serverErrorLog) Write(p []byte) (int, error) {
+	msg := strings.TrimSpace(string(p))
+	if strings.HasPrefix(msg, "http: TLS handshake error") {
+		l.handshakeErrors.Inc()
+		l.log.Debug(msg)
+		return len(p), nil
+	}
+	l.log.Warn(msg)
+	return len(p), nil
+}

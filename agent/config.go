@@ -1,0 +1,617 @@
+package agent
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+
+	"github.com/flowgate/flowgate/agent/proxy"
+	"github.com/flowgate/flowgate/discovery"
+)
+
+// Config is flowgate's whole configuration. It is read from YAML (strict:
+// an unknown key is an error), overlaid by FLOWGATE_* environment variables
+// and then by command-line flags. Default returns the embedded defaults.
+type Config struct {
+	// Listen holds the listener addresses.
+	Listen ListenConfig `yaml:"listen"`
+	// ServerNames are the host names this proxy answers for. The HTTP
+	// redirect only ever points at one of them. Empty: any syntactically
+	// valid host.
+	ServerNames []string `yaml:"server_names"`
+	// UnknownHost is what the redirect listener does with a Host that is not
+	// a server name: "redirect" (to the first server name) or "reject" (421).
+	UnknownHost string `yaml:"unknown_host"`
+	// StateDir is where flowgate keeps what it generates (the built-in CA).
+	StateDir string `yaml:"state_dir"`
+	// TLS configures the HTTPS listener and its certificate files.
+	TLS TLSConfig `yaml:"tls"`
+	// Issuer configures the built-in certificate issuer, used when
+	// TLS.Certificates is empty.
+	Issuer IssuerConfig `yaml:"issuer"`
+	// Upstreams configures the Flowable nodes and how they are balanced.
+	Upstreams UpstreamsConfig `yaml:"upstreams"`
+	// Consul configures discovery of upstreams in Consul.
+	Consul ConsulConfig `yaml:"consul"`
+	// HTTP configures request handling: timeouts, limits, policies.
+	HTTP HTTPConfig `yaml:"http"`
+	// Admin configures the admin listener.
+	Admin AdminConfig `yaml:"admin"`
+	// Log configures logging.
+	Log LogConfig `yaml:"log"`
+}
+
+// ListenConfig holds listener addresses.
+type ListenConfig struct {
+	// HTTPS is the TLS listener address.
+	HTTPS string `yaml:"https"`
+	// HTTP is the redirect listener; empty disables it.
+	HTTP string `yaml:"http"`
+	// Admin is the admin listener (metrics, health, status); empty disables.
+	Admin string `yaml:"admin"`
+	// PublicHTTPSPort is the HTTPS port clients see, used in redirects and
+	// X-Forwarded-Port when a NAT or container maps ports; 0 means the port
+	// of Listen.HTTPS.
+	PublicHTTPSPort int `yaml:"public_https_port"`
+}
+
+// TLSConfig configures the HTTPS listener.
+type TLSConfig struct {
+	// MinVersion is "1.2" (Mozilla intermediate) or "1.3" (modern).
+	MinVersion string `yaml:"min_version"`
+	// Certificates are PEM certificate/key file pairs, watched and reloaded.
+	// The first is the default for clients without SNI. Empty: the built-in
+	// issuer provides the certificate.
+	Certificates []CertificateFiles `yaml:"certificates"`
+	// ClientCAFile, when set, asks clients for a certificate signed by one of
+	// these CAs (mutual TLS). Reloaded like the certificates.
+	ClientCAFile string `yaml:"client_ca_file"`
+	// ClientAuth is "request" (verify when given) or "require"; only with
+	// ClientCAFile. Default "require".
+	ClientAuth string `yaml:"client_auth"`
+	// ReloadInterval is the periodic re-check of certificate files, the
+	// safety net for filesystems that lose change events.
+	ReloadInterval time.Duration `yaml:"reload_interval"`
+	// ExpiryWarning: a certificate expiring within this window is served
+	// with a warning.
+	ExpiryWarning time.Duration `yaml:"expiry_warning"`
+	// SessionTickets enables TLS session resumption by ticket.
+	SessionTickets bool `yaml:"session_tickets"`
+	// HSTSMaxAge, when above zero, sends Strict-Transport-Security with this
+	// max-age. Off by default: a self-signed setup must not pin browsers.
+	HSTSMaxAge time.Duration `yaml:"hsts_max_age"`
+}
+
+// CertificateFiles is one certificate and its key, PEM files. The cert file
+// may carry the chain, leaf first.
+type CertificateFiles struct {
+	CertFile string `yaml:"cert_file"`
+	KeyFile  string `yaml:"key_file"`
+}
+
+// IssuerConfig configures the built-in issuer.
+type IssuerConfig struct {
+	// Mode is "ca" (a local CA signs short-lived leaves; trust the CA once)
+	// or "self_signed" (a bare self-signed leaf; re-trust after rotation).
+	Mode string `yaml:"mode"`
+	// KeyType is p256, p384, rsa2048 or rsa3072.
+	KeyType string `yaml:"key_type"`
+	// CACertFile and CAKeyFile name a CA of your own to sign leaves with,
+	// so that several flowgate instances share one trust root.
+	CACertFile string `yaml:"ca_cert_file"`
+	CAKeyFile  string `yaml:"ca_key_file"`
+	// LeafLifetime is the validity of each issued leaf.
+	LeafLifetime time.Duration `yaml:"leaf_lifetime"`
+	// RenewBefore renews a leaf this long before it expires; 0 means when a
+	// third of its lifetime remains.
+	RenewBefore time.Duration `yaml:"renew_before"`
+	// Hosts are extra DNS names and IP addresses for the leaf, beyond the
+	// server names, the hostname, localhost, 127.0.0.1 and ::1.
+	Hosts []string `yaml:"hosts"`
+}
+
+// UpstreamsConfig configures the upstream nodes and balancing.
+type UpstreamsConfig struct {
+	// Static lists nodes as "HOST:PORT", "http://HOST:PORT" or
+	// "https://HOST:PORT", optionally followed by " weight=N". With Consul
+	// enabled they are the fallback used until Consul has answered once.
+	Static []string `yaml:"static"`
+	// Balance is round_robin, least_conn or ip_hash.
+	Balance string `yaml:"balance"`
+	// StickyCookie names a cookie that pins a browser to one node; empty
+	// disables stickiness.
+	StickyCookie string `yaml:"sticky_cookie"`
+	// MaxFails failures within FailTimeout eject a node for FailTimeout
+	// (NGINX max_fails/fail_timeout); 0 disables passive health.
+	MaxFails    int           `yaml:"max_fails"`
+	FailTimeout time.Duration `yaml:"fail_timeout"`
+	// RetryIdempotent retries GET/HEAD/OPTIONS/TRACE without a body on
+	// another node after a failure. Connect failures are always retried.
+	RetryIdempotent bool `yaml:"retry_idempotent"`
+	// MaxAttempts bounds the nodes tried per request.
+	MaxAttempts int `yaml:"max_attempts"`
+	// DrainTimeout: WebSockets to a node that left the set are closed after
+	// this; 0 leaves them open until either side ends them.
+	DrainTimeout time.Duration `yaml:"drain_timeout"`
+	// DialTimeout, ResponseHeaderTimeout and IdleConnTimeout bound upstream
+	// connections; KeepAlive sizes the idle pool per node.
+	DialTimeout           time.Duration `yaml:"dial_timeout"`
+	ResponseHeaderTimeout time.Duration `yaml:"response_header_timeout"`
+	IdleConnTimeout       time.Duration `yaml:"idle_conn_timeout"`
+	KeepAlive             int           `yaml:"keepalive"`
+	// TLS configures HTTPS to upstreams.
+	TLS UpstreamTLSConfig `yaml:"tls"`
+}
+
+// UpstreamTLSConfig configures TLS to upstreams.
+type UpstreamTLSConfig struct {
+	// CAFile verifies upstream certificates; empty uses the system roots.
+	CAFile string `yaml:"ca_file"`
+	// ServerName overrides the name verified in upstream certificates.
+	ServerName string `yaml:"server_name"`
+	// CertFile and KeyFile are a client certificate for upstreams that
+	// require one.
+	CertFile string `yaml:"cert_file"`
+	KeyFile  string `yaml:"key_file"`
+	// InsecureSkipVerify disables verification. Only for tests.
+	InsecureSkipVerify bool `yaml:"insecure_skip_verify"`
+}
+
+// ConsulConfig configures Consul discovery and self-registration.
+type ConsulConfig struct {
+	// Services are the Consul service names of the Flowable nodes. Empty
+	// disables Consul discovery.
+	Services []string `yaml:"services"`
+	// Tags must all be present on an instance.
+	Tags []string `yaml:"tags"`
+	// Address is the Consul HTTP address; empty uses CONSUL_HTTP_ADDR or
+	// 127.0.0.1:8500.
+	Address    string `yaml:"address"`
+	Datacenter string `yaml:"datacenter"`
+	// Token and TokenFile are the ACL token; empty uses CONSUL_HTTP_TOKEN.
+	Token     string `yaml:"token"`
+	TokenFile string `yaml:"token_file"`
+	// TLS to the Consul agent; empty fields use CONSUL_CACERT and friends.
+	TLS ConsulTLSConfig `yaml:"tls"`
+	// Namespace and Partition are passed through for Consul Enterprise.
+	Namespace string `yaml:"namespace"`
+	Partition string `yaml:"partition"`
+	// AllowStale lets any Consul server answer (no stall during elections).
+	AllowStale bool `yaml:"allow_stale"`
+	// PassingOnly keeps only passing instances; "warning" drains a node.
+	PassingOnly bool `yaml:"passing_only"`
+	// FailOpen keeps the last non-empty set when Consul says no instance
+	// passes, instead of answering 503.
+	FailOpen bool `yaml:"fail_open"`
+	// Register registers flowgate itself in Consul.
+	Register RegisterConfig `yaml:"register"`
+}
+
+// ConsulTLSConfig configures TLS to Consul.
+type ConsulTLSConfig struct {
+	CAFile             string `yaml:"ca_file"`
+	CertFile           string `yaml:"cert_file"`
+	KeyFile            string `yaml:"key_file"`
+	ServerName         string `yaml:"server_name"`
+	InsecureSkipVerify bool   `yaml:"insecure_skip_verify"`
+}
+
+// RegisterConfig configures self-registration in Consul.
+type RegisterConfig struct {
+	Enabled bool     `yaml:"enabled"`
+	Name    string   `yaml:"name"`
+	Tags    []string `yaml:"tags"`
+	// Address is the address registered for the HTTPS listener; empty uses
+	// the listener's host, or the agent's address when that is a wildcard.
+	Address string `yaml:"address"`
+	// CheckAddress is the admin address Consul's HTTP check calls; empty uses
+	// listen.admin.
+	CheckAddress string `yaml:"check_address"`
+}
+
+// HTTPConfig configures request handling.
+type HTTPConfig struct {
+	// TrustedProxies are CIDRs whose X-Forwarded-For chain is kept.
+	TrustedProxies []string `yaml:"trusted_proxies"`
+	// BlockedPaths are refused with 403 (prefix match on a normalised path);
+	// AllowedPaths are exceptions. Default: /actuator except /actuator/health.
+	BlockedPaths []string `yaml:"blocked_paths"`
+	AllowedPaths []string `yaml:"allowed_paths"`
+	// ReadHeaderTimeout cuts clients that send headers too slowly (slowloris).
+	ReadHeaderTimeout time.Duration `yaml:"read_header_timeout"`
+	// IdleTimeout closes idle keep-alive client connections.
+	IdleTimeout time.Duration `yaml:"idle_timeout"`
+	// MaxHeaderBytes bounds the request line and headers.
+	MaxHeaderBytes int `yaml:"max_header_bytes"`
+	// MaxBodyBytes bounds request bodies; 0 means no limit.
+	MaxBodyBytes int64 `yaml:"max_body_bytes"`
+	// MaxConnections bounds concurrent client connections per listener;
+	// 0 means no limit.
+	MaxConnections int `yaml:"max_connections"`
+	// MaxWebSockets bounds concurrent WebSockets; 0 means no limit.
+	MaxWebSockets int `yaml:"max_websockets"`
+	// ShutdownTimeout is how long in-flight requests may take to finish
+	// after SIGTERM.
+	ShutdownTimeout time.Duration `yaml:"shutdown_timeout"`
+}
+
+// AdminConfig configures the admin listener's extras.
+type AdminConfig struct {
+	// Pprof serves /debug/pprof/ on the admin listener.
+	Pprof bool `yaml:"pprof"`
+}
+
+// LogConfig configures logging.
+type LogConfig struct {
+	// Format is "text" or "json".
+	Format string `yaml:"format"`
+	// Level is debug, info, warn or error.
+	Level string `yaml:"level"`
+	// AccessLog writes one line per request.
+	AccessLog bool `yaml:"access_log"`
+}
+
+// Default returns the embedded defaults: what `flowgate run` serves with no
+// configuration at all.
+func Default() Config {
+	return Config{
+		Listen:      ListenConfig{HTTPS: ":8443", HTTP: ":8080", Admin: "127.0.0.1:9100"},
+		UnknownHost: "redirect",
+		TLS: TLSConfig{
+			MinVersion:     "1.2",
+			ClientAuth:     "require",
+			ReloadInterval: 30 * time.Second,
+			ExpiryWarning:  7 * 24 * time.Hour,
+			SessionTickets: true,
+		},
+		Issuer: IssuerConfig{
+			Mode:         "ca",
+			KeyType:      "p256",
+			LeafLifetime: 30 * 24 * time.Hour,
+		},
+		Upstreams: UpstreamsConfig{
+			Static:                []string{"127.0.0.1:8090"},
+			Balance:               "round_robin",
+			MaxFails:              3,
+			FailTimeout:           10 * time.Second,
+			RetryIdempotent:       true,
+			MaxAttempts:           3,
+			DrainTimeout:          time.Minute,
+			DialTimeout:           5 * time.Second,
+			ResponseHeaderTimeout: 60 * time.Second,
+			IdleConnTimeout:       90 * time.Second,
+			KeepAlive:             256,
+		},
+		Consul: ConsulConfig{AllowStale: true, PassingOnly: true},
+		HTTP: HTTPConfig{
+			BlockedPaths:      []string{"/actuator"},
+			AllowedPaths:      []string{"/actuator/health"},
+			ReadHeaderTimeout: 10 * time.Second,
+			IdleTimeout:       120 * time.Second,
+			MaxHeaderBytes:    64 << 10,
+			MaxConnections:    10000,
+			MaxWebSockets:     10000,
+			ShutdownTimeout:   30 * time.Second,
+		},
+		Log: LogConfig{Format: "text", Level: "info"},
+	}
+}
+
+// LoadFile reads a YAML configuration over the defaults. An unknown key, a
+// wrong type or a second document is an error naming the line.
+func LoadFile(path string) (Config, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return Config{}, fmt.Errorf("reading config %q: %w", path, err)
+	}
+	cfg, err := Parse(data)
+	if err != nil {
+		return Config{}, fmt.Errorf("config %q: %w", path, err)
+	}
+	return cfg, nil
+}
+
+// Parse decodes YAML over the defaults, strictly.
+func Parse(data []byte) (Config, error) {
+	cfg := Default()
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true)
+	if err := dec.Decode(&cfg); err != nil {
+		if errors.Is(err, io.EOF) {
+			return cfg, nil // an empty file is the defaults
+		}
+		return Config{}, fmt.Errorf("%s", strings.TrimPrefix(err.Error(), "yaml: "))
+	}
+	var extra yaml.Node
+	if err := dec.Decode(&extra); !errors.Is(err, io.EOF) {
+		return Config{}, fmt.Errorf("more than one YAML document; flowgate reads one")
+	}
+	return cfg, nil
+}
+
+// FieldError is a validation error that names the configuration key.
+type FieldError struct {
+	Key string
+	Err error
+}
+
+func (e *FieldError) Error() string { return e.Key + ": " + e.Err.Error() }
+func (e *FieldError) Unwrap() error { return e.Err }
+
+func fieldErr(key, format string, args ...any) error {
+	return &FieldError{Key: key, Err: fmt.Errorf(format, args...)}
+}
+
+// Validate checks every setting and returns all problems found, each naming
+// its key.
+func (c *Config) Validate() error {
+	var errs []error
+	add := func(err error) {
+		if err != nil {
+			errs = append(errs, err)
+		}
+	}
+	add(checkAddr("listen.https", c.Listen.HTTPS, false))
+	add(checkAddr("listen.http", c.Listen.HTTP, true))
+	add(checkAddr("listen.admin", c.Listen.Admin, true))
+	if p := c.Listen.PublicHTTPSPort; p < 0 || p > 65535 {
+		add(fieldErr("listen.public_https_port", "%d is not a port (1-65535, or 0 for the listener's port)", p))
+	}
+	for i, n := range c.ServerNames {
+		if !validServerName(n) {
+			add(fieldErr(fmt.Sprintf("server_names[%d]", i), "%q is not a host name (letters, digits, '-', '.', an optional leading '*.' or an IP address)", n))
+		}
+	}
+	switch c.UnknownHost {
+	case "redirect", "reject":
+	default:
+		add(fieldErr("unknown_host", "%q: use redirect or reject", c.UnknownHost))
+	}
+	switch c.TLS.MinVersion {
+	case "1.2", "1.3":
+	case "1.0", "1.1", "1", "1.0.0":
+		add(fieldErr("tls.min_version", "TLS %s is deprecated by RFC 8996 and not offered; use 1.2 or 1.3", c.TLS.MinVersion))
+	default:
+		add(fieldErr("tls.min_version", "%q: use 1.2 or 1.3", c.TLS.MinVersion))
+	}
+	for i, cf := range c.TLS.Certificates {
+		key := fmt.Sprintf("tls.certificates[%d]", i)
+		if cf.CertFile == "" || cf.KeyFile == "" {
+			add(fieldErr(key, "cert_file and key_file are both required"))
+			continue
+		}
+		add(checkReadable(key+".cert_file", cf.CertFile))
+		add(checkReadable(key+".key_file", cf.KeyFile))
+	}
+	if c.TLS.ClientCAFile != "" {
+		add(checkReadable("tls.client_ca_file", c.TLS.ClientCAFile))
+	}
+	switch c.TLS.ClientAuth {
+	case "request", "require":
+	default:
+		add(fieldErr("tls.client_auth", "%q: use request or require", c.TLS.ClientAuth))
+	}
+	add(positive("tls.reload_interval", c.TLS.ReloadInterval))
+	if c.TLS.ExpiryWarning < 0 {
+		add(fieldErr("tls.expiry_warning", "must not be negative"))
+	}
+	if c.TLS.HSTSMaxAge < 0 {
+		add(fieldErr("tls.hsts_max_age", "must not be negative"))
+	}
+	if len(c.TLS.Certificates) == 0 {
+		switch c.Issuer.Mode {
+		case "ca", "self_signed":
+		default:
+			add(fieldErr("issuer.mode", "%q: use ca or self_signed", c.Issuer.Mode))
+		}
+		switch c.Issuer.KeyType {
+		case "p256", "p384", "rsa2048", "rsa3072":
+		default:
+			add(fieldErr("issuer.key_type", "%q: use p256, p384, rsa2048 or rsa3072", c.Issuer.KeyType))
+		}
+		if (c.Issuer.CACertFile == "") != (c.Issuer.CAKeyFile == "") {
+			add(fieldErr("issuer.ca_cert_file", "ca_cert_file and ca_key_file go together"))
+		} else if c.Issuer.CACertFile != "" {
+			add(checkReadable("issuer.ca_cert_file", c.Issuer.CACertFile))
+			add(checkReadable("issuer.ca_key_file", c.Issuer.CAKeyFile))
+		}
+		if c.Issuer.LeafLifetime < time.Second {
+			add(fieldErr("issuer.leaf_lifetime", "%v is too short", c.Issuer.LeafLifetime))
+		}
+		if c.Issuer.RenewBefore < 0 || (c.Issuer.RenewBefore > 0 && c.Issuer.RenewBefore >= c.Issuer.LeafLifetime) {
+			add(fieldErr("issuer.renew_before", "%v must be above 0 and below leaf_lifetime (%v), or 0 for a third of it", c.Issuer.RenewBefore, c.Issuer.LeafLifetime))
+		}
+		for i, h := range c.Issuer.Hosts {
+			if !validServerName(h) {
+				add(fieldErr(fmt.Sprintf("issuer.hosts[%d]", i), "%q is not a host name or IP address", h))
+			}
+		}
+	}
+	if _, err := c.StaticUpstreams(); err != nil {
+		add(err)
+	}
+	if len(c.Upstreams.Static) == 0 && len(c.Consul.Services) == 0 {
+		add(fieldErr("upstreams.static", "no upstreams: list at least one, or set consul.services"))
+	}
+	if _, err := proxy.ParseBalance(c.Upstreams.Balance); err != nil {
+		add(&FieldError{Key: "upstreams.balance", Err: err})
+	}
+	if c.Upstreams.StickyCookie != "" && !validCookieName(c.Upstreams.StickyCookie) {
+		add(fieldErr("upstreams.sticky_cookie", "%q is not a valid cookie name", c.Upstreams.StickyCookie))
+	}
+	if c.Upstreams.MaxFails < 0 {
+		add(fieldErr("upstreams.max_fails", "must not be negative"))
+	}
+	add(positive("upstreams.fail_timeout", c.Upstreams.FailTimeout))
+	if c.Upstreams.MaxAttempts < 1 {
+		add(fieldErr("upstreams.max_attempts", "must be at least 1"))
+	}
+	if c.Upstreams.DrainTimeout < 0 {
+		add(fieldErr("upstreams.drain_timeout", "must not be negative (0 keeps WebSockets open)"))
+	}
+	add(positive("upstreams.dial_timeout", c.Upstreams.DialTimeout))
+	add(positive("upstreams.response_header_timeout", c.Upstreams.ResponseHeaderTimeout))
+	add(positive("upstreams.idle_conn_timeout", c.Upstreams.IdleConnTimeout))
+	if c.Upstreams.KeepAlive < 1 {
+		add(fieldErr("upstreams.keepalive", "must be at least 1"))
+	}
+	ut := c.Upstreams.TLS
+	if ut.CAFile != "" {
+		add(checkReadable("upstreams.tls.ca_file", ut.CAFile))
+	}
+	if (ut.CertFile == "") != (ut.KeyFile == "") {
+		add(fieldErr("upstreams.tls.cert_file", "cert_file and key_file go together"))
+	}
+	for i, s := range c.Consul.Services {
+		if strings.TrimSpace(s) == "" || strings.ContainsAny(s, "/?# ") {
+			add(fieldErr(fmt.Sprintf("consul.services[%d]", i), "%q is not a Consul service name", s))
+		}
+	}
+	if c.Consul.TokenFile != "" {
+		add(checkReadable("consul.token_file", c.Consul.TokenFile))
+	}
+	if c.Consul.Register.Enabled && c.Listen.Admin == "" && c.Consul.Register.CheckAddress == "" {
+		add(fieldErr("consul.register.check_address", "self-registration needs the admin listener for its health check; set listen.admin or this"))
+	}
+	if _, err := proxy.ParseTrustedProxies(c.HTTP.TrustedProxies); err != nil {
+		add(&FieldError{Key: "http.trusted_proxies", Err: fmt.Errorf("%v; use CIDRs like 10.0.0.0/8 or single addresses", err)})
+	}
+	if _, err := proxy.NewPathPolicy(c.HTTP.BlockedPaths, c.HTTP.AllowedPaths); err != nil {
+		add(&FieldError{Key: "http.blocked_paths", Err: err})
+	}
+	add(positive("http.read_header_timeout", c.HTTP.ReadHeaderTimeout))
+	add(positive("http.idle_timeout", c.HTTP.IdleTimeout))
+	if c.HTTP.MaxHeaderBytes < 4096 {
+		add(fieldErr("http.max_header_bytes", "%d is too small; at least 4096", c.HTTP.MaxHeaderBytes))
+	}
+	if c.HTTP.MaxBodyBytes < 0 || c.HTTP.MaxConnections < 0 || c.HTTP.MaxWebSockets < 0 {
+		add(fieldErr("http", "max_body_bytes, max_connections and max_websockets must not be negative (0 = no limit)"))
+	}
+	add(positive("http.shutdown_timeout", c.HTTP.ShutdownTimeout))
+	switch c.Log.Format {
+	case "text", "json":
+	default:
+		add(fieldErr("log.format", "%q: use text or json", c.Log.Format))
+	}
+	switch c.Log.Level {
+	case "debug", "info", "warn", "error":
+	default:
+		add(fieldErr("log.level", "%q: use debug, info, warn or error", c.Log.Level))
+	}
+	return errors.Join(errs...)
+}
+
+// StaticUpstreams parses upstreams.static.
+func (c *Config) StaticUpstreams() ([]discovery.Upstream, error) {
+	var out []discovery.Upstream
+	for i, s := range c.Upstreams.Static {
+		key := fmt.Sprintf("upstreams.static[%d]", i)
+		addr, opts, _ := strings.Cut(strings.TrimSpace(s), " ")
+		u, err := discovery.ParseUpstream(addr)
+		if err != nil {
+			return nil, &FieldError{Key: key, Err: err}
+		}
+		for opt := range strings.FieldsSeq(opts) {
+			v, ok := strings.CutPrefix(opt, "weight=")
+			n, err := strconv.Atoi(v)
+			if !ok || err != nil || n < 1 || n > 1000 {
+				return nil, fieldErr(key, "%q: the only option is weight=N (1-1000)", opt)
+			}
+			u.Weight = n
+		}
+		out = append(out, u)
+	}
+	return out, nil
+}
+
+func checkAddr(key, addr string, emptyOK bool) error {
+	if addr == "" {
+		if emptyOK {
+			return nil
+		}
+		return fieldErr(key, "required")
+	}
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return fieldErr(key, "%q is not HOST:PORT or :PORT (%v)", addr, err)
+	}
+	if host != "" && net.ParseIP(host) == nil && !validServerName(host) {
+		return fieldErr(key, "%q: bad host %q", addr, host)
+	}
+	n, err := strconv.Atoi(port)
+	if err != nil || n < 0 || n > 65535 {
+		return fieldErr(key, "%q: port %q is not a number from 0 to 65535", addr, port)
+	}
+	return nil
+}
+
+func checkReadable(key, path string) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return fieldErr(key, "%v", err)
+	}
+	f.Close()
+	return nil
+}
+
+func positive(key string, d time.Duration) error {
+	if d <= 0 {
+		return fieldErr(key, "must be a positive duration like 10s or 5m")
+	}
+	return nil
+}
+
+// validServerName accepts DNS names (optionally "*." wildcards) and IP
+// addresses.
+func validServerName(s string) bool {
+	if net.ParseIP(s) != nil {
+		return true
+	}
+	s = strings.TrimPrefix(s, "*.")
+	return validHostname(s)
+}
+
+// validHostname reports whether s is a syntactically valid DNS host name.
+func validHostname(s string) bool {
+	if s == "" || len(s) > 253 {
+		return false
+	}
+	for label := range strings.SplitSeq(strings.TrimSuffix(s, "."), ".") {
+		if label == "" || len(label) > 63 || label[0] == '-' || label[len(label)-1] == '-' {
+			return false
+		}
+		for i := 0; i < len(label); i++ {
+			c := label[i]
+			if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_') {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+func validCookieName(s string) bool {
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c <= ' ' || c >= 0x7f || strings.IndexByte("()<>@,;:\\\"/[]?={}", c) >= 0 {
+			return false
+		}
+	}
+	return s != ""
+}
+
+// Redacted returns the configuration as YAML with secrets replaced.
+func (c Config) Redacted() ([]byte, error) {
+	if c.Consul.Token != "" {
+		c.Consul.Token = "REDACTED"
+	}
+	return yaml.Marshal(c)
+}

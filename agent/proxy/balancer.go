@@ -1,0 +1,213 @@
+package proxy
+
+import (
+	"fmt"
+	"hash/fnv"
+	"slices"
+	"strconv"
+	"sync/atomic"
+	"time"
+)
+
+// Balance names a load-balancing method.
+type Balance string
+
+// The load-balancing methods.
+const (
+	RoundRobin Balance = "round_robin"
+	LeastConn  Balance = "least_conn"
+	IPHash     Balance = "ip_hash"
+)
+
+// ParseBalance validates a balancing method name.
+func ParseBalance(s string) (Balance, error) {
+	switch b := Balance(s); b {
+	case RoundRobin, LeastConn, IPHash:
+		return b, nil
+	case "":
+		return RoundRobin, nil
+	}
+	return "", fmt.Errorf("unknown balancing method %q; use round_robin, least_conn or ip_hash", s)
+}
+
+// ringPoints is the number of points each unit of weight places on the
+// consistent-hash ring; enough that a node's share is within a few percent.
+const ringPoints = 160
+
+// upstreamSet is an immutable snapshot of the upstreams and the balancing
+// tables built from them. Only the round-robin counter changes.
+type upstreamSet struct {
+	list     []*upstream
+	weights  []int // parallel to list, each at least 1
+	byCookie map[string]*upstream
+	seq      []int // smooth weighted round-robin order, indexes into list
+	ring     []ringPoint
+	rr       atomic.Uint64
+}
+
+type ringPoint struct {
+	hash uint32
+	idx  int
+}
+
+func newUpstreamSet(list []*upstream, weights []int) *upstreamSet {
+	s := &upstreamSet{list: list, weights: weights, byCookie: make(map[string]*upstream, len(list))}
+	for _, u := range list {
+		s.byCookie[u.cookie] = u
+	}
+	s.seq = smoothWeightedOrder(weights)
+	for i, u := range list {
+		for p := 0; p < ringPoints*weights[i]; p++ {
+			s.ring = append(s.ring, ringPoint{hash: hash32(u.key + "#" + strconv.Itoa(p)), idx: i})
+		}
+	}
+	slices.SortFunc(s.ring, func(a, b ringPoint) int {
+		switch {
+		case a.hash < b.hash:
+			return -1
+		case a.hash > b.hash:
+			return 1
+		}
+		return a.idx - b.idx
+	})
+	return s
+}
+
+// smoothWeightedOrder returns one period of NGINX's smooth weighted round
+// robin: weights 5,1,1 give a,a,b,a,c,a,a rather than a,a,a,a,a,b,c.
+func smoothWeightedOrder(weights []int) []int {
+	if len(weights) == 0 {
+		return nil
+	}
+	total := 0
+	for _, w := range weights {
+		total += w
+	}
+	if total > 10000 { // bound the table; fall back to plain rotation
+		seq := make([]int, len(weights))
+		for i := range seq {
+			seq[i] = i
+		}
+		return seq
+	}
+	current := make([]int, len(weights))
+	seq := make([]int, 0, total)
+	for range total {
+		best := 0
+		for i, w := range weights {
+			current[i] += w
+			if current[i] > current[best] {
+				best = i
+			}
+		}
+		current[best] -= total
+		seq = append(seq, best)
+	}
+	return seq
+}
+
+func hash32(s string) uint32 {
+	h := fnv.New32a()
+	h.Write([]byte(s))
+	return h.Sum32()
+}
+
+// pickOptions is what a pick needs to know about the request.
+type pickOptions struct {
+	balance  Balance
+	clientIP string
+	cookie   string // sticky cookie value, "" for none
+	tried    []*upstream
+	now      time.Time
+}
+
+func (o *pickOptions) eligible(u *upstream) bool {
+	return !slices.Contains(o.tried, u) && u.available(o.now)
+}
+
+// pick chooses an upstream, or nil when none is eligible.
+func (s *upstreamSet) pick(o *pickOptions) *upstream {
+	if len(s.list) == 0 {
+		return nil
+	}
+	if o.cookie != "" {
+		if u, ok := s.byCookie[o.cookie]; ok && o.eligible(u) {
+			return u
+		}
+	}
+	switch o.balance {
+	case IPHash:
+		return s.pickHash(o)
+	case LeastConn:
+		return s.pickLeastConn(o)
+	default:
+		return s.pickRoundRobin(o)
+	}
+}
+
+func (s *upstreamSet) pickRoundRobin(o *pickOptions) *upstream {
+	n := s.rr.Add(1) - 1
+	for i := range uint64(len(s.seq)) {
+		u := s.list[s.seq[(n+i)%uint64(len(s.seq))]]
+		if o.eligible(u) {
+			return u
+		}
+	}
+	return nil
+}
+
+// pickLeastConn picks the eligible upstream with the fewest in-flight
+// requests per unit of weight; ties go round robin.
+func (s *upstreamSet) pickLeastConn(o *pickOptions) *upstream {
+	start := s.rr.Add(1) - 1
+	var best *upstream
+	var bestLoad float64
+	for i := range uint64(len(s.list)) {
+		j := (start + i) % uint64(len(s.list))
+		u := s.list[j]
+		if !o.eligible(u) {
+			continue
+		}
+		load := float64(u.inflight.Load()) / float64(s.weights[j])
+		if best == nil || load < bestLoad {
+			best, bestLoad = u, load
+		}
+	}
+	return best
+}
+
+// pickHash walks the consistent-hash ring from the client's point, so that a
+// change of the set moves only the clients of the node that changed.
+func (s *upstreamSet) pickHash(o *pickOptions) *upstream {
+	h := hash32(o.clientIP)
+	i, _ := slices.BinarySearchFunc(s.ring, h, func(p ringPoint, h uint32) int {
+		switch {
+		case p.hash < h:
+			return -1
+		case p.hash > h:
+			return 1
+		}
+		return 0
+	})
+	for j := range len(s.ring) {
+		u := s.list[s.ring[(i+j)%len(s.ring)].idx]
+		if o.eligible(u) {
+			return u
+		}
+		if len(o.tried) == len(s.list) {
+			break
+		}
+	}
+	return nil
+}
+
+// retryAfter is the shortest wait until some upstream is eligible again.
+func (s *upstreamSet) retryAfter(now time.Time) time.Duration {
+	best := time.Duration(-1)
+	for _, u := range s.list {
+		if d := u.retryAfter(now); best < 0 || d < best {
+			best = d
+		}
+	}
+	return best
+}

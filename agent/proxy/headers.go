@@ -1,0 +1,117 @@
+package proxy
+
+import (
+	"net"
+	"net/http"
+	"net/netip"
+	"strings"
+)
+
+// TrustedProxies is a set of networks whose X-Forwarded-For is believed.
+type TrustedProxies []netip.Prefix
+
+// ParseTrustedProxies parses CIDRs or single addresses.
+func ParseTrustedProxies(list []string) (TrustedProxies, error) {
+	var out TrustedProxies
+	for _, s := range list {
+		s = strings.TrimSpace(s)
+		if p, err := netip.ParsePrefix(s); err == nil {
+			out = append(out, p.Masked())
+			continue
+		}
+		a, err := netip.ParseAddr(s)
+		if err != nil {
+			return nil, &net.ParseError{Type: "CIDR address", Text: s}
+		}
+		out = append(out, netip.PrefixFrom(a.Unmap(), a.Unmap().BitLen()))
+	}
+	return out, nil
+}
+
+// Contains reports whether addr belongs to a trusted network.
+func (t TrustedProxies) Contains(addr netip.Addr) bool {
+	addr = addr.Unmap()
+	for _, p := range t {
+		if p.Contains(addr) {
+			return true
+		}
+	}
+	return false
+}
+
+// peerAddr is the address of the TCP peer of r.
+func peerAddr(r *http.Request) (netip.Addr, bool) {
+	ap, err := netip.ParseAddrPort(r.RemoteAddr)
+	if err != nil {
+		return netip.Addr{}, false
+	}
+	return ap.Addr().Unmap(), true
+}
+
+// forwardedFor computes the X-Forwarded-For chain to send upstream and the
+// client's address. The client's own chain is kept only when the TCP peer is
+// a trusted proxy; the client address is then the right-most address of the
+// chain that is not itself trusted (NGINX's real_ip_recursive).
+func (t TrustedProxies) forwardedFor(r *http.Request) (chain, client string) {
+	peer, ok := peerAddr(r)
+	if !ok {
+		host, _, _ := net.SplitHostPort(r.RemoteAddr)
+		return host, host
+	}
+	peerStr := peer.String()
+	if len(t) == 0 || !t.Contains(peer) {
+		return peerStr, peerStr
+	}
+	var hops []string
+	for _, v := range r.Header.Values("X-Forwarded-For") {
+		for h := range strings.SplitSeq(v, ",") {
+			h = strings.TrimSpace(h)
+			a, err := netip.ParseAddr(h)
+			if err != nil {
+				// A malformed hop breaks the chain of trust: what stands
+				// left of it cannot be believed.
+				hops = hops[:0]
+				continue
+			}
+			hops = append(hops, a.Unmap().String())
+		}
+	}
+	hops = append(hops, peerStr)
+	client = peerStr
+	for i := len(hops) - 1; i >= 0; i-- {
+		client = hops[i]
+		a, _ := netip.ParseAddr(hops[i])
+		if !t.Contains(a) {
+			break
+		}
+	}
+	return strings.Join(hops, ", "), client
+}
+
+// filterUpgrade removes an Upgrade request for anything but WebSocket, so
+// that "Upgrade: h2c" and other protocols never tunnel through to an
+// upstream. It reports whether the request is a WebSocket upgrade.
+func filterUpgrade(h http.Header) bool {
+	if !hasToken(h["Connection"], "upgrade") {
+		h.Del("Upgrade")
+		return false
+	}
+	if len(h["Upgrade"]) == 1 && strings.EqualFold(strings.TrimSpace(h.Get("Upgrade")), "websocket") {
+		return true
+	}
+	h.Del("Upgrade")
+	return false
+}
+
+// hasToken reports whether a comma-separated header contains token,
+// case-insensitively.
+func hasToken(values []string, token string) bool {
+	for _, v := range values {
+		for t := range strings.SplitSeq(v, ",") {
+			if strings.EqualFold(strings.TrimSpace(t), token) {
+				return true
+			}
+		}
+	}
+	return false
+}

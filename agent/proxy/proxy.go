@@ -1,0 +1,733 @@
+package proxy
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/flowgate/flowgate/discovery"
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Options configure a Proxy. The zero value of each field has the meaning
+// its comment gives; withDefaults fills the rest.
+type Options struct {
+	// Balance is the load-balancing method; "" is round robin.
+	Balance Balance
+	// StickyCookie names a cookie that pins a browser to the upstream that
+	// served it first (Flowable needs this for long polling and OpenID
+	// Connect). Empty disables stickiness.
+	StickyCookie string
+	// TrustedProxies are the peers whose X-Forwarded-For chain is kept.
+	TrustedProxies TrustedProxies
+	// Paths blocks request paths; nil blocks nothing.
+	Paths *PathPolicy
+	// ForwardedPort is sent as X-Forwarded-Port ("443" when empty).
+	ForwardedPort string
+	// MaxFails failures within FailTimeout take an upstream out for
+	// FailTimeout (NGINX max_fails/fail_timeout). 0 disables passive health.
+	MaxFails int
+	// FailTimeout is the passive-health window; 0 means 10s.
+	FailTimeout time.Duration
+	// RetryIdempotent retries GET, HEAD, OPTIONS and TRACE requests without a
+	// body on another upstream after any failure before a response arrived.
+	// Connect failures are retried for every method regardless: nothing was
+	// sent.
+	RetryIdempotent bool
+	// MaxAttempts bounds the upstreams tried per request; 0 means 3.
+	MaxAttempts int
+	// DrainTimeout is how long WebSockets to an upstream that left the set
+	// stay open; 0 keeps them open until either side closes them.
+	DrainTimeout time.Duration
+	// MaxWebSockets bounds concurrent WebSockets; 0 means no limit.
+	MaxWebSockets int
+	// MaxBodyBytes bounds request bodies (413 beyond); 0 means no limit.
+	MaxBodyBytes int64
+	// NoUpstreamRetryAfter is the Retry-After sent with a 503 when the set is
+	// empty; 0 means 5s.
+	NoUpstreamRetryAfter time.Duration
+	// Transport configures connections to upstreams.
+	Transport TransportOptions
+	// Logger receives error logs; nil discards them.
+	Logger *slog.Logger
+	// AccessLog, when set, receives one line per request.
+	AccessLog *slog.Logger
+	// Metrics records request metrics; nil records nothing.
+	Metrics *Metrics
+	// Registerer, when set, receives the per-upstream state collector.
+	Registerer prometheus.Registerer
+	// Now is the clock; nil is time.Now.
+	Now func() time.Time
+}
+
+// TransportOptions configure the connections to upstreams.
+type TransportOptions struct {
+	// DialTimeout bounds a TCP connect; 0 means 5s.
+	DialTimeout time.Duration
+	// ResponseHeaderTimeout bounds the wait for response headers after the
+	// request was sent; 0 means 60s (NGINX proxy_read_timeout).
+	ResponseHeaderTimeout time.Duration
+	// IdleConnTimeout closes pooled connections idle this long; 0 means 90s.
+	IdleConnTimeout time.Duration
+	// MaxIdleConnsPerHost sizes the keep-alive pool per upstream; 0 means 256
+	// (Go's default of 2 causes connection churn under load).
+	MaxIdleConnsPerHost int
+	// TLS is used for upstreams reached over HTTPS; nil uses the system roots.
+	TLS *tls.Config
+}
+
+func (o Options) withDefaults() Options {
+	if o.Balance == "" {
+		o.Balance = RoundRobin
+	}
+	if o.ForwardedPort == "" {
+		o.ForwardedPort = "443"
+	}
+	if o.FailTimeout <= 0 {
+		o.FailTimeout = 10 * time.Second
+	}
+	if o.MaxAttempts <= 0 {
+		o.MaxAttempts = 3
+	}
+	if o.NoUpstreamRetryAfter <= 0 {
+		o.NoUpstreamRetryAfter = 5 * time.Second
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	t := &o.Transport
+	if t.DialTimeout <= 0 {
+		t.DialTimeout = 5 * time.Second
+	}
+	if t.ResponseHeaderTimeout <= 0 {
+		t.ResponseHeaderTimeout = 60 * time.Second
+	}
+	if t.IdleConnTimeout <= 0 {
+		t.IdleConnTimeout = 90 * time.Second
+	}
+	if t.MaxIdleConnsPerHost <= 0 {
+		t.MaxIdleConnsPerHost = 256
+	}
+	return o
+}
+
+// Errors the proxy reports to its error handler.
+var (
+	// ErrNoUpstream means no upstream is in the set or every one is ejected.
+	ErrNoUpstream     = errors.New("no healthy upstream")
+	errWebSocketLimit = errors.New("websocket limit reached")
+)
+
+// Proxy is an http.Handler that forwards requests to the current upstream
+// set. Create it with New; it is safe for concurrent use.
+type Proxy struct {
+	opts atomic.Pointer[Options]
+	set  atomic.Pointer[upstreamSet]
+	rp   *httputil.ReverseProxy
+	now  func() time.Time
+
+	mu       sync.Mutex
+	known    map[string]*upstream // every upstream in the set or draining
+	draining map[*upstream]*time.Timer
+	closed   bool
+
+	websockets atomic.Int64
+	bufs       sync.Pool
+}
+
+// New creates a Proxy with an empty upstream set.
+func New(opts Options) *Proxy {
+	o := opts.withDefaults()
+	p := &Proxy{
+		now:      o.Now,
+		known:    make(map[string]*upstream),
+		draining: make(map[*upstream]*time.Timer),
+	}
+	p.opts.Store(&o)
+	p.set.Store(newUpstreamSet(nil, nil))
+	p.bufs.New = func() any { b := make([]byte, 32<<10); return &b }
+	p.rp = &httputil.ReverseProxy{
+		Rewrite:        p.rewrite,
+		Transport:      roundTripper{p},
+		ModifyResponse: p.modifyResponse,
+		ErrorHandler:   p.errorHandler,
+		BufferPool:     bufferPool{p},
+		ErrorLog:       slog.NewLogLogger(o.Logger.Handler(), slog.LevelDebug),
+	}
+	if o.Registerer != nil {
+		o.Registerer.MustRegister(newUpstreamCollector(p))
+	}
+	return p
+}
+
+// SetOptions applies new options (after a configuration reload). Transport
+// options apply to upstreams that join the set from now on.
+func (p *Proxy) SetOptions(opts Options) {
+	o := opts.withDefaults()
+	p.opts.Store(&o)
+}
+
+func (p *Proxy) options() *Options { return p.opts.Load() }
+
+// SetUpstreams replaces the upstream set. Upstreams that stay keep their
+// state; new ones start healthy; removed ones drain: in-flight requests
+// finish, idle connections close, and WebSockets are closed after
+// DrainTimeout. It reports whether the set changed.
+func (p *Proxy) SetUpstreams(list []discovery.Upstream) bool {
+	o := p.options()
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.closed {
+		return false
+	}
+	old := p.set.Load()
+	next := make([]*upstream, 0, len(list))
+	weights := make([]int, 0, len(list))
+	seen := make(map[string]bool, len(list))
+	for _, du := range list {
+		k := du.Key()
+		if seen[k] {
+			continue
+		}
+		seen[k] = true
+		u, ok := p.known[k]
+		if !ok {
+			u = newUpstream(du, p.newTransport(du, o.Transport), o.Metrics.forUpstream(k))
+			p.known[k] = u
+		}
+		if t, ok := p.draining[u]; ok { // came back before its drain ended
+			t.Stop()
+			delete(p.draining, u)
+		}
+		next = append(next, u)
+		weights = append(weights, max(du.Weight, 1))
+	}
+	if sameSet(old, next, weights) {
+		return false
+	}
+	p.set.Store(newUpstreamSet(next, weights))
+	for _, u := range old.list {
+		if seen[u.key] {
+			continue
+		}
+		p.drainLocked(u, o)
+	}
+	return true
+}
+
+func sameSet(old *upstreamSet, next []*upstream, weights []int) bool {
+	if len(old.list) != len(next) {
+		return false
+	}
+	for i := range next {
+		if old.list[i] != next[i] || old.weights[i] != weights[i] {
+			return false
+		}
+	}
+	return true
+}
+
+// drainLocked starts draining an upstream that left the set. p.mu is held.
+func (p *Proxy) drainLocked(u *upstream, o *Options) {
+	u.transport.CloseIdleConnections()
+	o.Logger.Info("upstream removed; draining", "upstream", u.key, "in_flight", u.inflight.Load(), "drain_timeout", o.DrainTimeout)
+	p.draining[u] = time.AfterFunc(max(o.DrainTimeout, 0), func() { p.finishDrain(u, o.DrainTimeout > 0) })
+}
+
+// finishDrain closes what is left of a removed upstream.
+func (p *Proxy) finishDrain(u *upstream, closeSockets bool) {
+	p.mu.Lock()
+	if _, ok := p.draining[u]; !ok {
+		p.mu.Unlock()
+		return // it came back
+	}
+	delete(p.draining, u)
+	delete(p.known, u.key)
+	p.mu.Unlock()
+	if closeSockets {
+		if n := u.closeSockets(); n > 0 {
+			p.options().Logger.Info("closed websockets to removed upstream", "upstream", u.key, "count", n)
+		}
+	}
+	u.transport.CloseIdleConnections()
+	u.metrics.forget()
+}
+
+// Close stops drain timers and closes every proxied WebSocket and idle
+// upstream connection. Call it after the HTTP servers have shut down.
+func (p *Proxy) Close() {
+	p.mu.Lock()
+	p.closed = true
+	for u, t := range p.draining {
+		t.Stop()
+		delete(p.draining, u)
+	}
+	all := make([]*upstream, 0, len(p.known))
+	for _, u := range p.known {
+		all = append(all, u)
+	}
+	p.mu.Unlock()
+	for _, u := range all {
+		u.closeSockets()
+		u.transport.CloseIdleConnections()
+	}
+}
+
+// WebSockets is the number of WebSockets being proxied.
+func (p *Proxy) WebSockets() int64 { return p.websockets.Load() }
+
+func (p *Proxy) newTransport(u discovery.Upstream, o TransportOptions) *http.Transport {
+	d := &net.Dialer{Timeout: o.DialTimeout, KeepAlive: 30 * time.Second}
+	t := &http.Transport{
+		DialContext:           d.DialContext,
+		MaxIdleConns:          0,
+		MaxIdleConnsPerHost:   o.MaxIdleConnsPerHost,
+		IdleConnTimeout:       o.IdleConnTimeout,
+		ResponseHeaderTimeout: o.ResponseHeaderTimeout,
+		ExpectContinueTimeout: time.Second,
+		TLSHandshakeTimeout:   o.DialTimeout,
+		WriteBufferSize:       16 << 10,
+		ReadBufferSize:        16 << 10,
+		DisableCompression:    true,
+		ForceAttemptHTTP2:     false,
+	}
+	if u.TLS {
+		if o.TLS != nil {
+			t.TLSClientConfig = o.TLS.Clone()
+		} else {
+			t.TLSClientConfig = &tls.Config{MinVersion: tls.VersionTLS12}
+		}
+		t.TLSClientConfig.NextProtos = []string{"http/1.1"}
+	}
+	// An empty, non-nil map keeps HTTP/1.1 to upstreams even for HTTPS.
+	t.TLSNextProto = map[string]func(string, *tls.Conn) http.RoundTripper{}
+	return t
+}
+
+type bufferPool struct{ p *Proxy }
+
+func (b bufferPool) Get() []byte  { return *(b.p.bufs.Get().(*[]byte)) }
+func (b bufferPool) Put(s []byte) { b.p.bufs.Put(&s) }
+
+// requestState travels with a request through the reverse proxy.
+type requestState struct {
+	clientIP  string
+	chain     string
+	stickyIn  string // sticky cookie value the client sent
+	websocket bool
+	tried     []*upstream
+	upstream  *upstream // the upstream that answered
+	triedBuf  [3]*upstream
+}
+
+type stateKey struct{}
+
+func stateFrom(ctx context.Context) *requestState {
+	st, _ := ctx.Value(stateKey{}).(*requestState)
+	return st
+}
+
+// ServeHTTP proxies one request.
+func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	o := p.options()
+	start := p.now()
+	rec := &responseRecorder{ResponseWriter: w}
+	st := &requestState{}
+	st.tried = st.triedBuf[:0]
+	if m := o.Metrics; m != nil {
+		m.inflight.Inc()
+		defer m.inflight.Dec()
+	}
+	defer func() { p.finish(o, rec, r, st, start) }()
+
+	if o.Paths.Blocked(r.URL.EscapedPath()) {
+		writeError(rec, http.StatusForbidden, "forbidden by flowgate path policy\n")
+		return
+	}
+	if o.MaxBodyBytes > 0 {
+		if r.ContentLength > o.MaxBodyBytes {
+			writeError(rec, http.StatusRequestEntityTooLarge, "request body too large\n")
+			return
+		}
+		r.Body = http.MaxBytesReader(rec, r.Body, o.MaxBodyBytes)
+	}
+	st.websocket = filterUpgrade(r.Header)
+	if st.websocket && o.MaxWebSockets > 0 && p.websockets.Load() >= int64(o.MaxWebSockets) {
+		p.errorHandlerWith(rec, r, errWebSocketLimit, o)
+		return
+	}
+	st.chain, st.clientIP = o.TrustedProxies.forwardedFor(r)
+	if o.StickyCookie != "" {
+		if c, err := r.Cookie(o.StickyCookie); err == nil {
+			st.stickyIn = c.Value
+		}
+	}
+	if r.Body != nil && r.Body != http.NoBody {
+		r.Body = &retryableBody{ReadCloser: r.Body}
+	}
+	p.rp.ServeHTTP(rec, r.WithContext(context.WithValue(r.Context(), stateKey{}, st)))
+}
+
+func (p *Proxy) finish(o *Options, rec *responseRecorder, r *http.Request, st *requestState, start time.Time) {
+	d := p.now().Sub(start)
+	code := rec.status
+	switch {
+	case code == 0 && st.websocket && st.upstream != nil:
+		code = http.StatusSwitchingProtocols // hijacked: the proxy wrote the 101 itself
+	case code == 0:
+		code = 499 // the client went away before any response
+	}
+	name := ""
+	if st.upstream != nil {
+		name = st.upstream.key
+		st.upstream.metrics.observe(r.Method, code, d)
+	} else if o.Metrics != nil {
+		o.Metrics.requests.WithLabelValues("", strconv.Itoa(code), methodLabel(r.Method)).Inc()
+	}
+	if o.AccessLog != nil {
+		o.AccessLog.LogAttrs(r.Context(), slog.LevelInfo, "request",
+			slog.String("client", st.clientIP),
+			slog.String("method", r.Method),
+			slog.String("host", r.Host),
+			slog.String("path", r.URL.Path),
+			slog.String("proto", r.Proto),
+			slog.Int("status", code),
+			slog.Int64("bytes", rec.bytes),
+			slog.Duration("duration", d),
+			slog.String("upstream", name),
+		)
+	}
+}
+
+// rewrite builds the outbound request. httputil.ReverseProxy has already
+// removed hop-by-hop headers and every client-sent X-Forwarded-* and
+// Forwarded header.
+func (p *Proxy) rewrite(pr *httputil.ProxyRequest) {
+	st := stateFrom(pr.In.Context())
+	o := p.options()
+	out := pr.Out
+	out.URL.Scheme = "http"
+	out.URL.Host = "upstream.invalid" // set per attempt by the round tripper
+	out.Host = pr.In.Host
+	h := out.Header
+	h["X-Forwarded-For"] = []string{st.chain}
+	h["X-Real-Ip"] = []string{st.clientIP}
+	h["X-Forwarded-Proto"] = []string{"https"}
+	h["X-Forwarded-Host"] = []string{pr.In.Host}
+	h["X-Forwarded-Port"] = []string{o.ForwardedPort}
+}
+
+func (p *Proxy) modifyResponse(resp *http.Response) error {
+	o := p.options()
+	st := stateFrom(resp.Request.Context())
+	if o.StickyCookie != "" && st.upstream != nil && st.stickyIn != st.upstream.cookie {
+		c := &http.Cookie{Name: o.StickyCookie, Value: st.upstream.cookie, Path: "/", HttpOnly: true, Secure: true, SameSite: http.SameSiteLaxMode}
+		resp.Header.Add("Set-Cookie", c.String())
+	}
+	return nil
+}
+
+// roundTripper picks an upstream per attempt and retries what is safe.
+type roundTripper struct{ p *Proxy }
+
+func (rt roundTripper) RoundTrip(req *http.Request) (*http.Response, error) {
+	p := rt.p
+	o := p.options()
+	st := stateFrom(req.Context())
+	set := p.set.Load()
+	var lastErr error
+	connectFailures := 0
+	for attempt := 0; attempt < o.MaxAttempts; attempt++ {
+		now := p.now()
+		u := set.pick(&pickOptions{balance: o.Balance, clientIP: st.clientIP, cookie: st.stickyIn, tried: st.tried, now: now})
+		if u == nil {
+			break
+		}
+		if attempt > 0 && o.Metrics != nil {
+			o.Metrics.retries.Inc()
+		}
+		st.tried = append(st.tried, u)
+		if u.up.TLS {
+			req.URL.Scheme = "https"
+		} else {
+			req.URL.Scheme = "http"
+		}
+		req.URL.Host = u.up.Addr
+		u.inflight.Add(1)
+		u.requests.Add(1)
+		resp, err := u.transport.RoundTrip(req)
+		if err == nil {
+			u.succeed()
+			st.upstream = u
+			p.wrapBody(resp, u, o)
+			return resp, nil
+		}
+		u.inflight.Add(-1)
+		lastErr = err
+		if isConnectError(err) {
+			connectFailures++
+		}
+		if req.Context().Err() != nil {
+			return nil, err // the client went away; not the upstream's fault
+		}
+		if u.fail(now, o.MaxFails, o.FailTimeout) {
+			o.Logger.Warn("upstream ejected by passive health", "upstream", u.key, "for", o.FailTimeout, "err", err)
+			if o.Metrics != nil {
+				o.Metrics.ejections.WithLabelValues(u.key).Inc()
+			}
+		}
+		if !retryable(req, err, o.RetryIdempotent) {
+			st.upstream = u
+			return nil, err
+		}
+		o.Logger.Debug("retrying on another upstream", "upstream", u.key, "err", err)
+	}
+	if lastErr == nil {
+		return nil, ErrNoUpstream
+	}
+	if connectFailures == len(st.tried) {
+		// No upstream could even be reached: that is unavailability, not a
+		// bad gateway.
+		return nil, fmt.Errorf("%w: %w", ErrNoUpstream, lastErr)
+	}
+	return nil, lastErr
+}
+
+// isConnectError reports whether err happened while connecting, before any
+// byte of the request was sent.
+func isConnectError(err error) bool {
+	var op *net.OpError
+	return errors.As(err, &op) && op.Op == "dial"
+}
+
+// wrapBody keeps the upstream's in-flight count until the response body is
+// done, and tracks upgraded connections.
+func (p *Proxy) wrapBody(resp *http.Response, u *upstream, o *Options) {
+	if resp.StatusCode == http.StatusSwitchingProtocols {
+		rwc, ok := resp.Body.(io.ReadWriteCloser)
+		if !ok {
+			u.inflight.Add(-1)
+			return
+		}
+		p.websockets.Add(1)
+		if o.Metrics != nil {
+			o.Metrics.websockets.Inc()
+		}
+		tc := &trackedConn{ReadWriteCloser: rwc}
+		tc.onClose = func() {
+			u.untrackConn(tc)
+			u.inflight.Add(-1)
+			p.websockets.Add(-1)
+			if o.Metrics != nil {
+				o.Metrics.websockets.Dec()
+			}
+		}
+		u.trackConn(tc)
+		resp.Body = tc
+		return
+	}
+	resp.Body = &countedBody{ReadCloser: resp.Body, u: u}
+}
+
+type countedBody struct {
+	io.ReadCloser
+	u    *upstream
+	done atomic.Bool
+}
+
+func (b *countedBody) Close() error {
+	if b.done.CompareAndSwap(false, true) {
+		b.u.inflight.Add(-1)
+	}
+	return b.ReadCloser.Close()
+}
+
+// retryableBody remembers whether any of the request body was consumed, so
+// that a request whose body is untouched can go to another upstream. Close
+// is left to the server, which owns the body.
+type retryableBody struct {
+	io.ReadCloser
+	read atomic.Bool
+}
+
+func (b *retryableBody) Read(p []byte) (int, error) {
+	b.read.Store(true)
+	return b.ReadCloser.Read(p)
+}
+
+func (b *retryableBody) Close() error { return nil }
+
+// retryable reports whether a failed attempt may be repeated on another
+// upstream: always when the connection could not be made (nothing was sent),
+// and for idempotent requests without a body when retryIdempotent is set.
+func retryable(req *http.Request, err error, retryIdempotent bool) bool {
+	if b, ok := req.Body.(*retryableBody); ok && b.read.Load() {
+		return false
+	}
+	if isConnectError(err) {
+		return true
+	}
+	if !retryIdempotent {
+		return false
+	}
+	if req.Body != nil && req.Body != http.NoBody {
+		return false
+	}
+	switch req.Method {
+	case http.MethodGet, http.MethodHead, http.MethodOptions, http.MethodTrace:
+		return req.Header.Get("Upgrade") == ""
+	}
+	return false
+}
+
+func (p *Proxy) errorHandler(w http.ResponseWriter, r *http.Request, err error) {
+	p.errorHandlerWith(w, r, err, p.options())
+}
+
+// errorHandlerWith answers a failed request. The client learns the class of
+// failure, never an internal address or a Go error text.
+func (p *Proxy) errorHandlerWith(w http.ResponseWriter, r *http.Request, err error, o *Options) {
+	if r.Context().Err() != nil {
+		return // the client is gone; nobody to answer
+	}
+	st := stateFrom(r.Context())
+	upstreamName := ""
+	if st != nil && st.upstream != nil {
+		upstreamName = st.upstream.key
+	}
+	var ne net.Error
+	switch {
+	case errors.Is(err, ErrNoUpstream):
+		wait := p.set.Load().retryAfter(p.now())
+		if wait <= 0 {
+			wait = o.NoUpstreamRetryAfter
+		}
+		w.Header().Set("Retry-After", strconv.Itoa(int((wait+time.Second-1)/time.Second)))
+		writeError(w, http.StatusServiceUnavailable, "no upstream available; try again shortly\n")
+		o.Logger.Warn("no healthy upstream", "path", r.URL.Path)
+	case errors.Is(err, errWebSocketLimit):
+		w.Header().Set("Retry-After", "5")
+		writeError(w, http.StatusServiceUnavailable, "too many websocket connections; try again shortly\n")
+	case errors.Is(err, context.DeadlineExceeded), errors.As(err, &ne) && ne.Timeout():
+		writeError(w, http.StatusGatewayTimeout, "upstream timed out\n")
+		o.Logger.Warn("upstream timed out", "upstream", upstreamName, "path", r.URL.Path, "err", err)
+	default:
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			writeError(w, http.StatusRequestEntityTooLarge, "request body too large\n")
+			return
+		}
+		writeError(w, http.StatusBadGateway, "upstream failed to answer\n")
+		o.Logger.Warn("upstream error", "upstream", upstreamName, "path", r.URL.Path, "err", err)
+	}
+}
+
+func writeError(w http.ResponseWriter, code int, body string) {
+	h := w.Header()
+	h.Set("Content-Type", "text/plain; charset=utf-8")
+	h.Set("X-Content-Type-Options", "nosniff")
+	h.Set("Cache-Control", "no-store")
+	w.WriteHeader(code)
+	io.WriteString(w, body)
+}
+
+// responseRecorder records the status and size of a response. Unwrap lets
+// http.ResponseController reach Flush and Hijack underneath.
+type responseRecorder struct {
+	http.ResponseWriter
+	status int
+	bytes  int64
+}
+
+func (r *responseRecorder) WriteHeader(code int) {
+	if r.status == 0 || r.status < 200 {
+		r.status = code
+	}
+	r.ResponseWriter.WriteHeader(code)
+}
+
+func (r *responseRecorder) Write(b []byte) (int, error) {
+	if r.status == 0 {
+		r.status = http.StatusOK
+	}
+	n, err := r.ResponseWriter.Write(b)
+	r.bytes += int64(n)
+	return n, err
+}
+
+func (r *responseRecorder) Unwrap() http.ResponseWriter { return r.ResponseWriter }
+
+// Flush supports streaming responses (server-sent events, long polling).
+func (r *responseRecorder) Flush() {
+	if f, ok := r.ResponseWriter.(http.Flusher); ok {
+		f.Flush()
+	}
+}
+
+// UpstreamStatus describes one upstream for /status.
+type UpstreamStatus struct {
+	Addr     string `json:"addr"`
+	TLS      bool   `json:"tls,omitempty"`
+	Weight   int    `json:"weight"`
+	Service  string `json:"service,omitempty"`
+	ID       string `json:"id,omitempty"`
+	State    string `json:"state"` // up, ejected or draining
+	InFlight int64  `json:"in_flight"`
+	Requests uint64 `json:"requests"`
+	Failures uint64 `json:"failures"`
+}
+
+// Status lists the upstreams in the set, then those still draining.
+func (p *Proxy) Status() []UpstreamStatus {
+	now := p.now()
+	set := p.set.Load()
+	out := make([]UpstreamStatus, 0, len(set.list))
+	describe := func(u *upstream, w int, state string) UpstreamStatus {
+		return UpstreamStatus{
+			Addr: u.up.Addr, TLS: u.up.TLS, Weight: w, Service: u.up.Service, ID: u.up.ID, State: state,
+			InFlight: u.inflight.Load(), Requests: u.requests.Load(), Failures: u.failures.Load(),
+		}
+	}
+	for i, u := range set.list {
+		state := "up"
+		if !u.available(now) {
+			state = "ejected"
+		}
+		out = append(out, describe(u, set.weights[i], state))
+	}
+	p.mu.Lock()
+	for u := range p.draining {
+		out = append(out, describe(u, 0, "draining"))
+	}
+	p.mu.Unlock()
+	return out
+}
+
+// Available is the number of upstreams in the set that passive health lets
+// take requests.
+func (p *Proxy) Available() int {
+	now := p.now()
+	n := 0
+	for _, u := range p.set.Load().list {
+		if u.available(now) {
+			n++
+		}
+	}
+	return n
+}
+
+// Size is the number of upstreams in the set.
+func (p *Proxy) Size() int { return len(p.set.Load().list) }
