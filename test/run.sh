@@ -1,0 +1,95 @@
+#!/usr/bin/env bash
+# The whole flowgate test suite on a fresh Debian machine: installs what the
+# tests need (Debian packages, the Consul test agent), then runs formatting and
+# vet checks, every Go test with the race detector (unit, end-to-end with real
+# curl, openssl, Consul and Chromium), each fuzz target briefly, and the quick
+# benchmark. Exit status is non-zero if anything fails.
+#
+#   bash test/run.sh            # everything
+#   FLOWGATE_FUZZTIME=5s bash test/run.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$PWD
+export CI="${CI:-}"
+fuzztime="${FLOWGATE_FUZZTIME:-30s}"
+
+step() { printf '\n== %s (%s)\n' "$*" "$(date -u +%H:%M:%S)"; }
+
+# --- Debian packages the tests drive ---------------------------------------
+# command → package
+declare -A need=(
+  [curl]=curl [openssl]=openssl [chromium]=chromium [certutil]=libnss3-tools
+  [nginx]=nginx [haproxy]=haproxy [caddy]=caddy [wrk]=wrk [h2load]=nghttp2-client
+  [systemd-analyze]=systemd [taskset]=util-linux [ps]=procps [git]=git [gcc]=gcc
+)
+missing=()
+for cmd in "${!need[@]}"; do
+  command -v "$cmd" >/dev/null 2>&1 || PATH="$PATH:/usr/sbin:/sbin" command -v "$cmd" >/dev/null 2>&1 || missing+=("${need[$cmd]}")
+done
+export PATH="$PATH:/usr/sbin:/sbin"
+if ((${#missing[@]})); then
+  step "installing Debian packages: ${missing[*]}"
+  sudo=""
+  if [ "$(id -u)" != 0 ]; then
+    command -v sudo >/dev/null || { echo "test/run.sh: need root or sudo to install: ${missing[*]}" >&2; exit 1; }
+    sudo=sudo
+  fi
+  export DEBIAN_FRONTEND=noninteractive
+  $sudo apt-get update -q
+  # Services must not start on install (nginx would take port 80).
+  $sudo sh -c 'printf "#!/bin/sh\nexit 101\n" > /usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d'
+  $sudo apt-get install -y -q --no-install-recommends ca-certificates "${missing[@]}"
+  $sudo rm -f /usr/sbin/policy-rc.d
+fi
+# A package's own service (nginx, haproxy, caddy) must not hold the ports the
+# benchmark uses.
+for svc in nginx haproxy caddy; do
+  pkill -x "$svc" 2>/dev/null || true
+done
+
+# --- the Consul test agent (built from source, cached) ----------------------
+step "Consul test agent"
+FLOWGATE_CONSUL_BIN="$(bash test/tools/consul/build.sh)"
+export FLOWGATE_CONSUL_BIN
+"$FLOWGATE_CONSUL_BIN" version | head -1
+
+# --- static checks ---------------------------------------------------------
+step "gofmt"
+unformatted=$(gofmt -l $(git ls-files '*.go' | grep -v '^test/tools/') || true)
+if [ -n "$unformatted" ]; then
+  echo "gofmt would change:"; echo "$unformatted"; exit 1
+fi
+step "go vet"
+go vet ./...
+
+# --- tests -----------------------------------------------------------------
+step "go test -race ./..."
+mkdir -p test/artifacts
+set +e
+go test -race -count=1 -timeout 45m ./... 2>&1 | tee test/artifacts/go-test.log
+status=${PIPESTATUS[0]}
+set -e
+if [ "$status" != 0 ]; then
+  echo "go test failed" >&2
+  exit "$status"
+fi
+
+step "fuzz targets, $fuzztime each"
+fuzz_failed=0
+while IFS=: read -r file name; do
+  dir="./$(dirname "$file")"
+  echo "-- $name in $dir"
+  if ! go test -run '^$' -fuzz "^${name}\$" -fuzztime "$fuzztime" "$dir"; then
+    echo "FAIL: fuzz target $name in $dir" >&2
+    fuzz_failed=1
+  fi
+done < <(grep -rhoE --include='*_test.go' '^func (Fuzz[A-Za-z0-9_]+)' --with-filename . \
+          | grep -v '^./test/tools/' | sed -E 's#^\./##; s#:func #:#' | sort -u)
+[ "$fuzz_failed" = 0 ] || exit 1
+
+if [ -f test/bench/run.sh ]; then
+  step "benchmark (quick)"
+  bash test/bench/run.sh --quick
+fi
+
+step "all tests passed"
