@@ -334,8 +334,12 @@ func (a *Agent) Run(ctx context.Context) error {
 		})
 	}
 	swg.Wait()
-	a.proxy.Close() // WebSockets were hijacked: Shutdown does not wait for them
-	cancel()        // stop certificate and upstream sources
+	// WebSockets were hijacked, so Shutdown did not wait for them: close
+	// them now, cleanly, with a short grace for the close handshake.
+	wctx, wcancel := context.WithTimeout(context.WithoutCancel(ctx), min(timeout, 5*time.Second))
+	a.proxy.Shutdown(wctx)
+	wcancel()
+	cancel() // stop certificate and upstream sources
 	a.mu.Lock()
 	a.stopSourcesLocked()
 	a.stopProviderLocked()

@@ -267,9 +267,43 @@ func (p *Proxy) finishDrain(u *upstream, closeSockets bool) {
 }
 
 // Close stops drain timers and closes every proxied WebSocket and idle
-// upstream connection. Call it after the HTTP servers have shut down.
+// upstream connection at once. Shutdown is the graceful variant.
 func (p *Proxy) Close() {
+	for _, u := range p.stop() {
+		u.closeSockets()
+		u.transport.CloseIdleConnections()
+	}
+}
+
+// Shutdown closes the proxied WebSockets cleanly: each upstream is sent a
+// close frame (1001, going away) on the client's behalf, and its answering
+// close frame reaches the client. Sockets still open when ctx is done are
+// closed hard. Call it after the HTTP servers have shut down.
+func (p *Proxy) Shutdown(ctx context.Context) {
+	all := p.stop()
+	for _, u := range all {
+		for _, c := range u.socketList() {
+			c.goAway()
+		}
+	}
+	t := time.NewTicker(20 * time.Millisecond)
+	defer t.Stop()
+	for p.websockets.Load() > 0 {
+		select {
+		case <-ctx.Done():
+			p.Close()
+			return
+		case <-t.C:
+		}
+	}
+	p.Close()
+}
+
+// stop marks the proxy closed, stops drain timers and returns every known
+// upstream.
+func (p *Proxy) stop() []*upstream {
 	p.mu.Lock()
+	defer p.mu.Unlock()
 	p.closed = true
 	for u, t := range p.draining {
 		t.Stop()
@@ -279,11 +313,7 @@ func (p *Proxy) Close() {
 	for _, u := range p.known {
 		all = append(all, u)
 	}
-	p.mu.Unlock()
-	for _, u := range all {
-		u.closeSockets()
-		u.transport.CloseIdleConnections()
-	}
+	return all
 }
 
 // WebSockets is the number of WebSockets being proxied.

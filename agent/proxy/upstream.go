@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"crypto/sha256"
+	"errors"
 	"encoding/hex"
 	"io"
 	"net/http"
@@ -103,14 +104,20 @@ func (u *upstream) untrackConn(c *trackedConn) {
 	u.mu.Unlock()
 }
 
-// closeSockets closes every upgraded connection to the upstream.
-func (u *upstream) closeSockets() int {
+// sockets lists the upgraded connections to the upstream.
+func (u *upstream) socketList() []*trackedConn {
 	u.mu.Lock()
+	defer u.mu.Unlock()
 	conns := make([]*trackedConn, 0, len(u.sockets))
 	for c := range u.sockets {
 		conns = append(conns, c)
 	}
-	u.mu.Unlock()
+	return conns
+}
+
+// closeSockets closes every upgraded connection to the upstream.
+func (u *upstream) closeSockets() int {
+	conns := u.socketList()
 	for _, c := range conns {
 		c.Close()
 	}
@@ -119,11 +126,59 @@ func (u *upstream) closeSockets() int {
 
 // trackedConn is the upstream side of an upgraded connection. The reverse
 // proxy closes it when either side ends; closing it from outside ends the
-// tunnel.
+// tunnel. Writes to it are the client's frames; it tracks their boundaries
+// so that goAway can slip a close frame in between two of them.
 type trackedConn struct {
 	io.ReadWriteCloser
 	once    sync.Once
 	onClose func()
+
+	mu     sync.Mutex // serialises client writes and goAway
+	frames frameTracker
+	away   bool
+}
+
+// errUpstreamClosed ends a tunnel when the upstream closes its side.
+var errUpstreamClosed = errors.New("upstream closed the websocket connection")
+
+// Read turns the upstream's end of stream into an error: httputil.ReverseProxy
+// then closes the client connection at once (after relaying everything the
+// upstream sent, its close frame included) instead of half-closing it and
+// waiting for the client.
+func (c *trackedConn) Read(p []byte) (int, error) {
+	n, err := c.ReadWriteCloser.Read(p)
+	if err == io.EOF {
+		err = errUpstreamClosed
+	}
+	return n, err
+}
+
+func (c *trackedConn) Write(p []byte) (int, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.away {
+		// The upstream was told the client is going away; it must see
+		// nothing after the close frame.
+		return len(p), nil
+	}
+	n, err := c.ReadWriteCloser.Write(p)
+	c.frames.feed(p[:n])
+	return n, err
+}
+
+// goAway tells the upstream, on the client's behalf, that the connection is
+// closing (status 1001), if the client is between two frames. The upstream
+// then answers with its own close frame, which reaches the client: a clean
+// WebSocket close on both sides. It reports whether the frame was sent.
+func (c *trackedConn) goAway() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.away || !c.frames.atBoundary() {
+		return false
+	}
+	c.away = true
+	_, err := c.ReadWriteCloser.Write(goingAwayFrame())
+	return err == nil
 }
 
 func (c *trackedConn) Close() error {
