@@ -309,6 +309,7 @@ func (a *Agent) Run(ctx context.Context) error {
 		serve("admin", adminSrv, adminLn)
 	}
 	a.ready.Store(true)
+	deregister := a.startRegistration(runCtx, cfg)
 	a.log.Info("flowgate serving", "https", a.addrs.HTTPS, "http", a.addrs.HTTP, "admin", a.addrs.Admin, "version", a.version)
 
 	var runErr error
@@ -318,8 +319,10 @@ func (a *Agent) Run(ctx context.Context) error {
 		a.log.Error("listener failed; shutting down", "err", runErr)
 	}
 
-	// Graceful shutdown: readiness off first so load balancers stop sending.
+	// Graceful shutdown: readiness off and out of Consul first, so that
+	// load balancers stop sending.
 	a.ready.Store(false)
+	deregister()
 	timeout := a.cfg.Load().HTTP.ShutdownTimeout
 	a.log.Info("shutting down", "timeout", timeout)
 	sctx, scancel := context.WithTimeout(context.WithoutCancel(ctx), timeout)

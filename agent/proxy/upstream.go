@@ -2,8 +2,8 @@ package proxy
 
 import (
 	"crypto/sha256"
-	"errors"
 	"encoding/hex"
+	"errors"
 	"io"
 	"net/http"
 	"sync"
