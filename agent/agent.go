@@ -112,6 +112,11 @@ func New(opts Options) (*Agent, error) {
 	}
 	popts.Registerer = a.reg
 	a.proxy = proxy.New(popts)
+	sources, err := a.buildSources(&cfg)
+	if err != nil {
+		return nil, err
+	}
+	a.sources.Store(sources)
 	a.cfg.Store(&cfg)
 	a.redir.Store(newRedirector(&cfg, a.caPEM))
 	return a, nil

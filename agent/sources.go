@@ -137,16 +137,6 @@ func consulClientOptions(c *ConsulConfig) discovery.ConsulClientOptions {
 // Consul's list is the list, empty included. a.mu is held.
 func (a *Agent) startSourcesLocked(cfg *Config) {
 	s := a.sources.Load()
-	if s == nil {
-		var err error
-		if s, err = a.buildSources(cfg); err != nil {
-			// New validated the configuration; this cannot fail unless the
-			// environment changed in between.
-			a.log.Error("upstream sources", "err", err)
-			return
-		}
-		a.sources.Store(s)
-	}
 	ctx, cancel := context.WithCancel(a.runCtx)
 	s.cancel = cancel
 	s.done = make(chan struct{})
