@@ -6,10 +6,13 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"testing/synctest"
 	"time"
+
+	"github.com/fsnotify/fsnotify"
 )
 
 // TestFilesWriterPatterns drives a running Files through the ways real
@@ -112,6 +115,16 @@ func TestFilesWriterPatterns(t *testing.T) {
 				e.expectServed(old.serial)
 				if got := e.status().LastError; !strings.Contains(got, "no such file") {
 					t.Errorf("LastError: got %q; want it to say the file is missing", got)
+				}
+				// Checks while the file stays missing report nothing new.
+				before := e.files.checks.Load()
+				e.files.Reload()
+				e.waitChecks(before, 1)
+				if got := e.reloads(ResultFailure); got != 1 {
+					t.Errorf("failures after a re-check of the missing file: got %d; want 1", got)
+				}
+				if got := e.logs.count("certificate reload failed"); got != 1 {
+					t.Errorf("failure log lines: got %d; want 1", got)
 				}
 				e.writeInPlace(next.certPEM, next.keyPEM)
 				e.waitServed(next.serial)
@@ -332,4 +345,51 @@ func TestFilesPeriodicRecheck(t *testing.T) {
 			t.Errorf("Run after cancel: got %v; want nil", err)
 		}
 	})
+}
+
+// TestDirWatcherRelevant pins which events cause a check. Real swaps are
+// covered above; here each rule is checked on its own.
+func TestDirWatcherRelevant(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	other := t.TempDir()
+	target := filepath.Join(other, "real.crt")
+	fixtureWrite(t, target, []byte("x"))
+	link := filepath.Join(dir, "tls.crt")
+	if err := os.Symlink(target, link); err != nil {
+		t.Fatal(err)
+	}
+	w, err := newDirWatcher([]string{link, filepath.Join(dir, "tls.key")}, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.close()
+
+	tests := []struct {
+		name string
+		want bool
+	}{
+		{filepath.Join(dir, "tls.crt"), true},
+		{filepath.Join(dir, "tls.key"), true},
+		{filepath.Join(dir, "..data"), true},
+		{filepath.Join(dir, "..2026_01_01_00_00_00.000"), true},
+		{dir, true}, // the directory itself
+		{filepath.Join(other, "real.crt"), true},
+		{filepath.Join(dir, "tls.crt.tmp"), false},
+		{filepath.Join(dir, "unrelated.pem"), false},
+		{filepath.Join(other, "..data"), false}, // ".." names count only in configured directories
+		{filepath.Join(other, "other.crt"), false},
+	}
+	for _, tt := range tests {
+		if got := w.relevant(fsnotify.Event{Name: tt.name, Op: fsnotify.Write}); got != tt.want {
+			t.Errorf("relevant(%s): got %t; want %t", tt.name, got, tt.want)
+		}
+	}
+	watched := w.fs.WatchList()
+	slices.Sort(watched)
+	want := []string{dir, other}
+	slices.Sort(want)
+	if !slices.Equal(watched, want) {
+		t.Errorf("watched directories: got %v; want %v", watched, want)
+	}
 }
