@@ -359,7 +359,8 @@ type requestState struct {
 	stickyIn  string // sticky cookie value the client sent
 	websocket bool
 	tried     []*upstream
-	upstream  *upstream // the upstream that answered
+	upstream  *upstream      // the upstream that answered
+	body      *retryableBody // the request body; nil without one
 	triedBuf  [3]*upstream
 }
 
@@ -406,7 +407,9 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	if r.Body != nil && r.Body != http.NoBody {
-		r.Body = &retryableBody{ReadCloser: r.Body}
+		st.body = &retryableBody{ReadCloser: r.Body}
+		r.Body = st.body
+		defer st.body.closed.Store(true)
 	}
 	p.rp.ServeHTTP(rec, r.WithContext(context.WithValue(r.Context(), stateKey{}, st)))
 }
@@ -498,6 +501,12 @@ func (rt roundTripper) RoundTrip(req *http.Request) (*http.Response, error) {
 		req.URL.Host = u.up.Addr
 		u.inflight.Add(1)
 		u.requests.Add(1)
+		if st.body != nil && req.Body != nil {
+			// httputil.ReverseProxy hands us the body in a wrapper that
+			// refuses reads once a failed attempt has closed it; every
+			// attempt gets the body itself, whose Close does nothing.
+			req.Body = st.body
+		}
 		resp, err := u.transport.RoundTrip(req)
 		if err == nil {
 			u.succeed()
@@ -519,7 +528,7 @@ func (rt roundTripper) RoundTrip(req *http.Request) (*http.Response, error) {
 				o.Metrics.ejections.WithLabelValues(u.key).Inc()
 			}
 		}
-		if !retryable(req, err, o.RetryIdempotent) {
+		if !retryable(req, st.body, err, o.RetryIdempotent) {
 			st.upstream = u
 			return nil, err
 		}
@@ -587,13 +596,20 @@ func (b *countedBody) Close() error {
 
 // retryableBody remembers whether any of the request body was consumed, so
 // that a request whose body is untouched can go to another upstream. Close
-// is left to the server, which owns the body.
+// is left to the server, which owns the body; once the handler has returned,
+// a transport goroutine that outlived it can no longer read.
 type retryableBody struct {
 	io.ReadCloser
-	read atomic.Bool
+	read   atomic.Bool
+	closed atomic.Bool
 }
 
+var errBodyAfterHandler = errors.New("request body read after the handler returned")
+
 func (b *retryableBody) Read(p []byte) (int, error) {
+	if b.closed.Load() {
+		return 0, errBodyAfterHandler
+	}
 	b.read.Store(true)
 	return b.ReadCloser.Read(p)
 }
@@ -603,8 +619,8 @@ func (b *retryableBody) Close() error { return nil }
 // retryable reports whether a failed attempt may be repeated on another
 // upstream: always when the connection could not be made (nothing was sent),
 // and for idempotent requests without a body when retryIdempotent is set.
-func retryable(req *http.Request, err error, retryIdempotent bool) bool {
-	if b, ok := req.Body.(*retryableBody); ok && b.read.Load() {
+func retryable(req *http.Request, body *retryableBody, err error, retryIdempotent bool) bool {
+	if body != nil && body.read.Load() {
 		return false
 	}
 	if isConnectError(err) {
