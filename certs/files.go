@@ -82,7 +82,13 @@ func (o FilesOptions) withDefaults() FilesOptions {
 // reloads when they change: on a file-system event in their directories, on a
 // periodic re-check and on Reload. A change is accepted only if the new files
 // pass LoadPair; otherwise the certificate being served stays, and the
-// failure is logged and counted once. Build it with NewFiles.
+// failure is logged and counted once. Files whose contents did not change
+// cause no reload, log or metric. Build it with NewFiles.
+//
+// Metrics (see Metrics) are labelled with the certificate file path of each
+// pair, or the ClientCAFile path; the initial load counts as a successful
+// reload. For the CA bundle, the NotAfter gauge shows its soonest-expiring
+// certificate.
 type Files struct {
 	opts    FilesOptions
 	log     *slog.Logger
