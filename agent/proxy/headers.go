@@ -39,13 +39,14 @@ func (t TrustedProxies) Contains(addr netip.Addr) bool {
 	return false
 }
 
-// peerAddr is the address of the TCP peer of r.
+// peerAddr is the address of the TCP peer of r, without an IPv6 zone (a
+// zoned address never matches a trusted prefix and means nothing upstream).
 func peerAddr(r *http.Request) (netip.Addr, bool) {
 	ap, err := netip.ParseAddrPort(r.RemoteAddr)
 	if err != nil {
 		return netip.Addr{}, false
 	}
-	return ap.Addr().Unmap(), true
+	return ap.Addr().Unmap().WithZone(""), true
 }
 
 // forwardedFor computes the X-Forwarded-For chain to send upstream and the
@@ -67,9 +68,11 @@ func (t TrustedProxies) forwardedFor(r *http.Request) (chain, client string) {
 		for h := range strings.SplitSeq(v, ",") {
 			h = strings.TrimSpace(h)
 			a, err := netip.ParseAddr(h)
-			if err != nil {
+			if err != nil || a.Zone() != "" {
 				// A malformed hop breaks the chain of trust: what stands
-				// left of it cannot be believed.
+				// left of it cannot be believed. A zone ("fe80::1%eth0")
+				// is meaningless past one link and would carry arbitrary
+				// client text into X-Forwarded-For and X-Real-IP.
 				hops = hops[:0]
 				continue
 			}
