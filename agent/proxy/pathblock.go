@@ -2,7 +2,6 @@ package proxy
 
 import (
 	"fmt"
-	"net/url"
 	"strings"
 )
 
@@ -50,15 +49,29 @@ func checkPrefix(s string) (string, error) {
 }
 
 // Blocked reports whether a request path (the raw, still-encoded request
-// target path) is refused. A path that cannot be normalised is refused.
+// target path) is refused. A path that cannot be normalised is refused. The
+// path is read after each round of percent-decoding, and refused if any
+// reading is blocked: "/actuator/env/%252e%252e/%252e%252e/x" is "/x" once
+// fully decoded, but a backend that decodes once reads a path under
+// /actuator/env.
 func (p *PathPolicy) Blocked(rawPath string) bool {
 	if p == nil || len(p.blocked) == 0 {
 		return false
 	}
-	n, ok := NormalizePath(rawPath)
+	readings, ok := readPath(rawPath)
 	if !ok {
 		return true
 	}
+	for _, n := range readings {
+		if p.blockedNormal(n) {
+			return true
+		}
+	}
+	return false
+}
+
+// blockedNormal matches one normalised path.
+func (p *PathPolicy) blockedNormal(n string) bool {
 	for _, a := range p.allowed {
 		if underPrefix(n, a) {
 			return false
@@ -83,20 +96,53 @@ func underPrefix(path, prefix string) bool {
 // matching: percent-decoded (repeatedly, so double encoding does not hide a
 // character), lower case, backslashes as slashes, ";" parameters removed from
 // each segment, empty and "." segments dropped, ".." resolved, no trailing
-// slash. It reports false for a path that still carries encoding after
+// slash. A "%" not followed by two hex digits is a literal percent sign
+// ("/search/50%25" is "/search/50%"), so a normalised path normalises to
+// itself. It reports false for a path that still carries encoding after
 // several rounds or contains control characters.
 func NormalizePath(raw string) (string, bool) {
-	s := raw
-	for i := 0; strings.Contains(s, "%"); i++ {
-		if i == 3 {
-			return "", false
-		}
-		d, err := url.PathUnescape(s)
-		if err != nil {
-			return "", false
-		}
-		s = d
+	readings, ok := readPath(raw)
+	if !ok {
+		return "", false
 	}
+	return readings[len(readings)-1], true
+}
+
+// maxDecodes bounds the rounds of percent-decoding.
+const maxDecodes = 3
+
+// readPath returns the normalised path after each round of percent-decoding,
+// the first being what a backend that decodes once sees, the last the fully
+// decoded path. It reports false when the path still carries encoding after
+// maxDecodes rounds or any reading contains a control character.
+func readPath(raw string) ([]string, bool) {
+	s := raw
+	if hasEscape(s) {
+		s = unescape(s)
+	}
+	var out []string
+	for round := 1; ; round++ {
+		n, ok := normalizeDecoded(s)
+		if !ok {
+			return nil, false
+		}
+		if len(out) == 0 || out[len(out)-1] != n {
+			out = append(out, n)
+		}
+		if !hasEscape(s) {
+			return out, true
+		}
+		if round == maxDecodes {
+			return nil, false
+		}
+		s = unescape(s)
+	}
+}
+
+// normalizeDecoded normalises one reading of a path: lower case, backslashes
+// as slashes, ";" parameters dropped, empty and "." segments dropped, ".."
+// resolved, no trailing slash.
+func normalizeDecoded(s string) (string, bool) {
 	for _, r := range s {
 		if r < 0x20 || r == 0x7f {
 			return "", false
@@ -117,4 +163,43 @@ func NormalizePath(raw string) (string, bool) {
 		}
 	}
 	return "/" + strings.Join(out, "/"), true
+}
+
+// hasEscape reports whether s holds a percent-encoded byte.
+func hasEscape(s string) bool {
+	for i := 0; i+2 < len(s); i++ {
+		if s[i] == '%' && isHex(s[i+1]) && isHex(s[i+2]) {
+			return true
+		}
+	}
+	return false
+}
+
+// unescape decodes every percent-encoded byte of s and keeps any other "%".
+func unescape(s string) string {
+	var b strings.Builder
+	b.Grow(len(s))
+	for i := 0; i < len(s); i++ {
+		if s[i] == '%' && i+2 < len(s) && isHex(s[i+1]) && isHex(s[i+2]) {
+			b.WriteByte(unhex(s[i+1])<<4 | unhex(s[i+2]))
+			i += 2
+			continue
+		}
+		b.WriteByte(s[i])
+	}
+	return b.String()
+}
+
+func isHex(c byte) bool {
+	return '0' <= c && c <= '9' || 'a' <= c && c <= 'f' || 'A' <= c && c <= 'F'
+}
+
+func unhex(c byte) byte {
+	switch {
+	case c >= 'a':
+		return c - 'a' + 10
+	case c >= 'A':
+		return c - 'A' + 10
+	}
+	return c - '0'
 }
