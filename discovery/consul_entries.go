@@ -31,6 +31,7 @@ type EntryError struct {
 	Reason string
 }
 
+// Error names the service, the instance and the reason.
 func (e *EntryError) Error() string {
 	return fmt.Sprintf("consul service %q instance %q skipped: %s", e.Service, e.ID, e.Reason)
 }
