@@ -70,9 +70,11 @@ func newHandler(name string) http.Handler {
 		w.Header().Set("Content-Type", "application/octet-stream")
 		io.Copy(w, r.Body)
 	})
-	mux.HandleFunc("/actuator/health", func(w http.ResponseWriter, r *http.Request) {
+	health := func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, map[string]string{"status": "UP"})
-	})
+	}
+	mux.HandleFunc("/actuator/health", health)
+	mux.HandleFunc("/actuator/health/", health) // health groups and components
 	mux.HandleFunc("/actuator/", func(w http.ResponseWriter, r *http.Request) {
 		// Every other actuator endpoint answers, as an unprotected Spring
 		// Boot node does; /actuator/env shows a secret.

@@ -30,6 +30,7 @@ func TestHandler(t *testing.T) {
 		{path: "/slow?d=10ms", wantStatus: 200, wantLen: -2, wantInBody: "slept 10ms"},
 		{path: "/slow?d=2h", wantStatus: 400, wantLen: -2},
 		{path: "/actuator/health", wantStatus: 200, wantLen: -2, wantInBody: `"UP"`},
+		{path: "/actuator/health/liveness", wantStatus: 200, wantLen: -2, wantInBody: `"UP"`},
 		{path: "/actuator/env", wantStatus: 200, wantLen: -2, wantInBody: fakeSecret},
 		{path: "/", wantStatus: 200, wantLen: -2, wantInBody: `id="echo"`},
 		{path: "/nothing-here", wantStatus: 404, wantLen: -2},
