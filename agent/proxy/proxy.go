@@ -142,7 +142,10 @@ type Proxy struct {
 	mu       sync.Mutex
 	known    map[string]*upstream // every upstream in the set or draining
 	draining map[*upstream]*time.Timer
-	closed   bool
+	// lingering are removed upstreams whose drain ended with WebSockets
+	// left open (DrainTimeout 0); Close and Shutdown still end those.
+	lingering map[*upstream]struct{}
+	closed    bool
 
 	websockets atomic.Int64
 	bufs       sync.Pool
@@ -152,9 +155,10 @@ type Proxy struct {
 func New(opts Options) *Proxy {
 	o := opts.withDefaults()
 	p := &Proxy{
-		now:      o.Now,
-		known:    make(map[string]*upstream),
-		draining: make(map[*upstream]*time.Timer),
+		now:       o.Now,
+		known:     make(map[string]*upstream),
+		draining:  make(map[*upstream]*time.Timer),
+		lingering: make(map[*upstream]struct{}),
 	}
 	p.opts.Store(&o)
 	p.set.Store(newUpstreamSet(nil, nil))
@@ -256,6 +260,9 @@ func (p *Proxy) finishDrain(u *upstream, closeSockets bool) {
 	}
 	delete(p.draining, u)
 	delete(p.known, u.key)
+	if !closeSockets && u.socketCount() > 0 {
+		p.lingering[u] = struct{}{}
+	}
 	p.mu.Unlock()
 	if closeSockets {
 		if n := u.closeSockets(); n > 0 {
@@ -309,11 +316,23 @@ func (p *Proxy) stop() []*upstream {
 		t.Stop()
 		delete(p.draining, u)
 	}
-	all := make([]*upstream, 0, len(p.known))
+	all := make([]*upstream, 0, len(p.known)+len(p.lingering))
 	for _, u := range p.known {
 		all = append(all, u)
 	}
+	for u := range p.lingering {
+		all = append(all, u)
+	}
 	return all
+}
+
+// socketClosed forgets a lingering upstream once its last WebSocket ends.
+func (p *Proxy) socketClosed(u *upstream) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if _, ok := p.lingering[u]; ok && u.socketCount() == 0 {
+		delete(p.lingering, u)
+	}
 }
 
 // WebSockets is the number of WebSockets being proxied.
@@ -568,6 +587,7 @@ func (p *Proxy) wrapBody(resp *http.Response, u *upstream, o *Options) {
 		tc := &trackedConn{ReadWriteCloser: rwc}
 		tc.onClose = func() {
 			u.untrackConn(tc)
+			p.socketClosed(u)
 			u.inflight.Add(-1)
 			p.websockets.Add(-1)
 			if o.Metrics != nil {

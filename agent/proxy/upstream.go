@@ -104,6 +104,13 @@ func (u *upstream) untrackConn(c *trackedConn) {
 	u.mu.Unlock()
 }
 
+// socketCount is the number of upgraded connections to the upstream.
+func (u *upstream) socketCount() int {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	return len(u.sockets)
+}
+
 // sockets lists the upgraded connections to the upstream.
 func (u *upstream) socketList() []*trackedConn {
 	u.mu.Lock()
