@@ -1,0 +1,60 @@
+package fault
+
+import (
+	"fmt"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/flowgate/flowgate/test/harness"
+)
+
+// TestClientBodyErrors sends request bodies that break off in the client's
+// own framing (a malformed chunk) or exceed http.max_body_bytes while
+// streaming (chunked, so no Content-Length tells in advance). Both are the
+// client's fault: flowgate must answer 400 or 413, and must not count them
+// against the upstream, or a handful of bad requests would eject every
+// healthy node (upstreams.max_fails, default 3) and deny service to all.
+func TestClientBodyErrors(t *testing.T) {
+	t.Parallel()
+	stub := harness.StartStub(t, "n1")
+	big := strings.Repeat("x", 2048)
+	probes := []struct {
+		name string
+		raw  string
+		want int
+	}{
+		{"malformed chunk size", "POST /echo HTTP/1.1\r\nHost: x\r\nConnection: close\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\nzz\r\n", http.StatusBadRequest},
+		{"bare LF chunk line", "POST /echo HTTP/1.1\r\nHost: x\r\nConnection: close\r\nTransfer-Encoding: chunked\r\n\r\n5\nhello\n0\n\n", http.StatusBadRequest},
+		{"chunked body over max_body_bytes", fmt.Sprintf("POST /echo HTTP/1.1\r\nHost: x\r\nConnection: close\r\nTransfer-Encoding: chunked\r\n\r\n%x\r\n%s\r\n0\r\n\r\n", len(big), big), http.StatusRequestEntityTooLarge},
+	}
+	const rounds = 4 // more than the default max_fails of 3
+	for _, p := range probes {
+		t.Run(p.name, func(t *testing.T) {
+			t.Parallel()
+			// A flowgate of its own: an ejection must not spill over.
+			fg := harness.StartFlowgate(t, harness.Options{
+				Upstreams: []string{stub.Addr},
+				Config:    "http:\n  max_body_bytes: 1024\n",
+			})
+			for i := range rounds {
+				resps := exchange(t, fg, p.raw, 5*time.Second)
+				if len(resps) != 1 {
+					t.Fatalf("round %d: got %d responses; want 1", i, len(resps))
+				}
+				if got := resps[0].StatusCode; got != p.want {
+					t.Errorf("round %d: got status %d; want %d", i, got, p.want)
+				}
+			}
+			st := fg.Status()
+			if len(st.Upstreams) != 1 || st.Upstreams[0].State != "up" {
+				t.Errorf("upstream after %d bad client bodies: got %+v; want state up", rounds, st.Upstreams)
+			}
+			resp, _ := fg.Get("/headers")
+			if resp.StatusCode != http.StatusOK {
+				t.Errorf("a well-formed request after the bad ones: got status %d; want 200", resp.StatusCode)
+			}
+		})
+	}
+}

@@ -1,0 +1,238 @@
+package fault
+
+import (
+	"bufio"
+	"bytes"
+	"crypto/tls"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/flowgate/flowgate/test/harness"
+)
+
+func TestMain(m *testing.M) { harness.Main(m) }
+
+// figure logs a measured figure with the "FIGURE:" prefix that the README's
+// Reliability section is collected from (go test -v ./test/fault | grep FIGURE).
+func figure(t testing.TB, format string, args ...any) {
+	t.Helper()
+	t.Logf("FIGURE: "+format, args...)
+}
+
+// poll calls f every 50 ms until it returns true or timeout passes, and
+// reports whether f returned true.
+func poll(timeout time.Duration, f func() bool) bool {
+	deadline := time.Now().Add(timeout)
+	for {
+		if f() {
+			return true
+		}
+		if time.Now().After(deadline) {
+			return false
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// pidOf finds the process whose command line holds the argument marker (a
+// path unique to one test, such as its --state-dir), so that its /proc
+// entries can be read.
+func pidOf(t testing.TB, marker string) int {
+	t.Helper()
+	if marker == "" {
+		t.Fatal("pidOf: empty marker")
+	}
+	entries, err := os.ReadDir("/proc")
+	if err != nil {
+		t.Fatalf("reading /proc: %v", err)
+	}
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		cmdline, err := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
+		if err != nil {
+			continue
+		}
+		if slices.Contains(strings.Split(string(cmdline), "\x00"), marker) {
+			return pid
+		}
+	}
+	t.Fatalf("no process has %q on its command line", marker)
+	return 0
+}
+
+// rssKB reads VmRSS of a process from /proc/PID/status, in KiB.
+func rssKB(t testing.TB, pid int) int {
+	t.Helper()
+	f, err := os.Open(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		t.Fatalf("reading the status of process %d: %v", pid, err)
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		if v, ok := strings.CutPrefix(sc.Text(), "VmRSS:"); ok {
+			n, err := strconv.Atoi(strings.TrimSuffix(strings.TrimSpace(v), " kB"))
+			if err != nil {
+				t.Fatalf("VmRSS of process %d: %q: %v", pid, v, err)
+			}
+			return n
+		}
+	}
+	t.Fatalf("no VmRSS in /proc/%d/status", pid)
+	return 0
+}
+
+// fdCount counts the open file descriptors of a process.
+func fdCount(t testing.TB, pid int) int {
+	t.Helper()
+	entries, err := os.ReadDir(fmt.Sprintf("/proc/%d/fd", pid))
+	if err != nil {
+		t.Fatalf("listing the descriptors of process %d: %v", pid, err)
+	}
+	return len(entries)
+}
+
+// raiseNoFile raises this process's soft RLIMIT_NOFILE to at least n (up
+// to the hard limit); processes started afterwards inherit it. It fails
+// the test when the hard limit is below n.
+func raiseNoFile(t testing.TB, n uint64) {
+	t.Helper()
+	var lim syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
+		t.Fatalf("getrlimit NOFILE: %v", err)
+	}
+	if lim.Cur >= n {
+		return
+	}
+	if lim.Max < n {
+		t.Fatalf("RLIMIT_NOFILE hard limit %d is below the %d this test needs; raise it (ulimit -Hn)", lim.Max, n)
+	}
+	lim.Cur = lim.Max
+	if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
+		t.Fatalf("setrlimit NOFILE to %d: %v", lim.Cur, err)
+	}
+}
+
+// dialTLS opens a TLS connection to flowgate's HTTPS listener offering
+// HTTP/1.1 only, so that hand-written requests can be sent.
+func dialTLS(t testing.TB, fg *harness.Flowgate) *tls.Conn {
+	t.Helper()
+	c, err := tryDialTLS(fg, 10*time.Second)
+	if err != nil {
+		t.Fatalf("TLS dial %s: %v", fg.HTTPS, err)
+	}
+	return c
+}
+
+// tryDialTLS opens a TLS connection offering HTTP/1.1 only and completes
+// the handshake within timeout.
+func tryDialTLS(fg *harness.Flowgate, timeout time.Duration) (*tls.Conn, error) {
+	tc := fg.TLS.Clone()
+	tc.NextProtos = []string{"http/1.1"}
+	if tc.ServerName == "" {
+		// The address is an IP literal, which the default certificate
+		// covers; an IP in ServerName sends no SNI, as a client dialling
+		// an IP would.
+		tc.ServerName, _, _ = net.SplitHostPort(fg.HTTPS)
+	}
+	d := &net.Dialer{Timeout: timeout}
+	raw, err := d.Dial("tcp", fg.HTTPS)
+	if err != nil {
+		return nil, err
+	}
+	c := tls.Client(raw, tc)
+	c.SetDeadline(time.Now().Add(timeout))
+	if err := c.Handshake(); err != nil {
+		raw.Close()
+		return nil, err
+	}
+	c.SetDeadline(time.Time{})
+	return c, nil
+}
+
+// exchange writes raw bytes on a new TLS connection and reads every
+// response until flowgate closes the connection or the wait passes.
+func exchange(t testing.TB, fg *harness.Flowgate, raw string, wait time.Duration) []*http.Response {
+	t.Helper()
+	c := dialTLS(t, fg)
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(wait))
+	if _, err := c.Write([]byte(raw)); err != nil {
+		t.Fatalf("writing the request: %v", err)
+	}
+	br := bufio.NewReader(c)
+	var out []*http.Response
+	for {
+		resp, err := http.ReadResponse(br, nil)
+		if err != nil {
+			return out
+		}
+		var body bytes.Buffer
+		body.ReadFrom(resp.Body)
+		resp.Body.Close()
+		resp.Header.Set("X-Test-Body", body.String())
+		out = append(out, resp)
+	}
+}
+
+// percentile returns the p-th percentile (0-100) of ds, which it sorts.
+func percentile(ds []time.Duration, p float64) time.Duration {
+	if len(ds) == 0 {
+		return 0
+	}
+	slices.Sort(ds)
+	i := int(float64(len(ds)-1) * p / 100)
+	return ds[i]
+}
+
+// metric sums the samples of a metric family on the admin /metrics page
+// whose line contains every one of labels (e.g. `result="failure"`).
+func metric(t testing.TB, fg *harness.Flowgate, name string, labels ...string) float64 {
+	t.Helper()
+	code, body := fg.AdminGet("/metrics")
+	if code != http.StatusOK {
+		t.Fatalf("admin /metrics: got status %d; want 200", code)
+	}
+	sum := 0.0
+	for line := range strings.SplitSeq(body, "\n") {
+		if !strings.HasPrefix(line, name+" ") && !strings.HasPrefix(line, name+"{") {
+			continue
+		}
+		match := true
+		for _, l := range labels {
+			if !strings.Contains(line, l) {
+				match = false
+			}
+		}
+		if !match {
+			continue
+		}
+		fields := strings.Fields(line)
+		// OpenMetrics lines may end with a timestamp after the value; the
+		// value follows the closing brace or the name.
+		for i, f := range fields {
+			if strings.HasSuffix(f, "}") || f == name {
+				if i+1 < len(fields) {
+					v, err := strconv.ParseFloat(fields[i+1], 64)
+					if err == nil {
+						sum += v
+					}
+				}
+				break
+			}
+		}
+	}
+	return sum
+}
