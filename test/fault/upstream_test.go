@@ -39,13 +39,13 @@ type rawUpstream struct {
 	ln   net.Listener
 	Addr string
 
-	mu    sync.Mutex
-	conns map[net.Conn]struct{}
+	mu      sync.Mutex
+	conns   map[net.Conn]struct{}
 	lines   []string // request lines of complete requests, in arrival order
 	aborted []string // request lines of requests whose body never ended
 	errs    []string // parse errors: bytes that were not a request
-	done  chan struct{}
-	wg    sync.WaitGroup
+	done    chan struct{}
+	wg      sync.WaitGroup
 }
 
 // startRawUpstream listens on a loopback port until the test ends.
