@@ -38,6 +38,8 @@ func TestRedirect(t *testing.T) {
 		{"post keeps the method", redirect, "flowable.example", "/api", "POST", "308", "https://flowable.example:" + httpsPort + "/api"},
 		{"foreign host goes to the server name", redirect, "evil.example", "/login", "GET", "301", "https://flowable.example:" + httpsPort + "/login"},
 		{"foreign host rejected", reject, "evil.example", "/login", "GET", "421", ""},
+		{"host with user info", redirect, "flowable.example@evil.example", "/", "GET", "400", ""},
+		{"host with a path", redirect, "evil.example/x", "/", "GET", "400", ""},
 		{"server name with reject", reject, "flowable.example", "/", "GET", "301", "https://flowable.example/"}, // listener on port 0: no public port known, 443 assumed
 	}
 	for _, tt := range tests {

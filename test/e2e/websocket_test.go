@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -127,4 +128,46 @@ func TestWebSocket(t *testing.T) {
 			t.Errorf("/status websockets after closing all: got %d; want 0", fg.Status().WebSockets)
 		}
 	})
+}
+
+// TestShutdownClosesWebSockets sends SIGTERM with WebSockets open: each
+// client must get a clean close (1001, going away) instead of a dropped
+// connection, and flowgate must exit without waiting for the sockets.
+func TestShutdownClosesWebSockets(t *testing.T) {
+	t.Parallel()
+	a := harness.StartStub(t, "a")
+	fg := harness.StartFlowgate(t, harness.Options{Upstreams: []string{a.Addr}})
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	const n = 5
+	conns := make([]*websocket.Conn, n)
+	for i := range conns {
+		c, _, err := dialWS(ctx, fg)
+		if err != nil {
+			t.Fatalf("dial %d: %v", i, err)
+		}
+		defer c.CloseNow()
+		if err := echo(ctx, c, websocket.MessageText, []byte("before shutdown")); err != nil {
+			t.Fatalf("socket %d: %v", i, err)
+		}
+		conns[i] = c
+	}
+	sent := time.Now()
+	if err := fg.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	for i, c := range conns {
+		_, _, err := c.Read(ctx)
+		if got := websocket.CloseStatus(err); got != websocket.StatusGoingAway {
+			t.Errorf("socket %d after SIGTERM: got close status %v (%v); want %v", i, got, err, websocket.StatusGoingAway)
+		}
+	}
+	code, err := fg.Wait(20 * time.Second)
+	if err != nil || code != 0 {
+		t.Errorf("exit after SIGTERM: got %d, %v; want 0", code, err)
+	}
+	if d := time.Since(sent); d > 5*time.Second {
+		t.Errorf("exit took %v with idle WebSockets open; want well under the 5 s close grace", d)
+	}
+	t.Logf("SIGTERM with %d WebSockets open: closed with 1001 and exited in %v", n, time.Since(sent).Round(time.Millisecond))
 }
