@@ -14,6 +14,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/flowgate/flowgate/agent/proxy"
+	"github.com/flowgate/flowgate/certs"
 	"github.com/flowgate/flowgate/discovery"
 )
 
@@ -423,8 +424,8 @@ func (c *Config) Validate() error {
 			add(checkReadable("issuer.ca_cert_file", c.Issuer.CACertFile))
 			add(checkReadable("issuer.ca_key_file", c.Issuer.CAKeyFile))
 		}
-		if c.Issuer.LeafLifetime < time.Second {
-			add(fieldErr("issuer.leaf_lifetime", "%v is too short", c.Issuer.LeafLifetime))
+		if c.Issuer.LeafLifetime < certs.MinLeafLifetime || c.Issuer.LeafLifetime > certs.MaxLeafLifetime {
+			add(fieldErr("issuer.leaf_lifetime", "%v is outside %v..%v", c.Issuer.LeafLifetime, certs.MinLeafLifetime, certs.MaxLeafLifetime))
 		}
 		if c.Issuer.RenewBefore < 0 || (c.Issuer.RenewBefore > 0 && c.Issuer.RenewBefore >= c.Issuer.LeafLifetime) {
 			add(fieldErr("issuer.renew_before", "%v must be above 0 and below leaf_lifetime (%v), or 0 for a third of it", c.Issuer.RenewBefore, c.Issuer.LeafLifetime))
