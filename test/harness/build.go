@@ -99,25 +99,14 @@ func buildOnce(t testing.TB, pkg, name string) string {
 }
 
 func goBuild(root, pkg, bin string) error {
-	run := func(extra ...string) ([]byte, error) {
-		args := append([]string{"build", "-o", bin}, extra...)
-		cmd := exec.Command("go", append(args, pkg)...)
-		cmd.Dir = root
-		// No -race, whatever the test binary was built with: the processes
-		// are measured and stressed, not checked for races.
-		var out bytes.Buffer
-		cmd.Stdout, cmd.Stderr = &out, &out
-		err := cmd.Run()
-		return out.Bytes(), err
-	}
-	out, err := run()
-	if err != nil && pkg == "./cmd/flowgate" && bytes.Contains(out, []byte("undefined: runCert")) {
-		// The cert command has not landed yet; its temporary stand-in
-		// builds under the leadtmp tag.
-		out, err = run("-tags", "leadtmp")
-	}
-	if err != nil {
-		return fmt.Errorf("go build %s: %v\n%s", pkg, err, out)
+	// No -race, whatever the test binary was built with: the processes are
+	// measured and stressed, not checked for races.
+	cmd := exec.Command("go", "build", "-o", bin, pkg)
+	cmd.Dir = root
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Run(); err != nil {
+		return fmt.Errorf("go build %s: %v\n%s", pkg, err, out.Bytes())
 	}
 	return nil
 }
