@@ -27,7 +27,7 @@ func TestNewIssuerValidation(t *testing.T) {
 		{"CA files in self-signed mode", func(o *IssuerOptions) { o.Mode = IssuerModeSelfSigned; o.CACertFile, o.CAKeyFile = "c", "k" }, "only used in mode"},
 		{"CA cert without key", func(o *IssuerOptions) { o.CACertFile = "c" }, "configured together"},
 		{"leaf too long", func(o *IssuerOptions) { o.LeafLifetime = 900 * 24 * time.Hour }, "out of range"},
-		{"leaf too short", func(o *IssuerOptions) { o.LeafLifetime = time.Minute }, "out of range"},
+		{"leaf too short", func(o *IssuerOptions) { o.LeafLifetime = MinLeafLifetime - time.Second }, "out of range"},
 		{"CA shorter than leaf", func(o *IssuerOptions) { o.CALifetime = 10 * 24 * time.Hour }, "must be longer"},
 		{"renew before too late", func(o *IssuerOptions) { o.RenewBefore = 29 * 24 * time.Hour }, "at most 90%"},
 		{"negative renew before", func(o *IssuerOptions) { o.RenewBefore = -time.Hour }, "positive"},
