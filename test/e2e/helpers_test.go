@@ -15,10 +15,12 @@ import (
 	"testing"
 	"time"
 
+	"go.uber.org/goleak"
+
 	"github.com/flowgate/flowgate/test/harness"
 )
 
-func TestMain(m *testing.M) { harness.Main(m) }
+func TestMain(m *testing.M) { goleak.VerifyTestMain(harness.M(m)) }
 
 // fakeSecret is what the stub's /actuator/env reveals; it must never come
 // through flowgate.

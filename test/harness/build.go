@@ -7,6 +7,10 @@
 //
 //	func TestMain(m *testing.M) { harness.Main(m) }
 //
+// or, to also check for leaked goroutines:
+//
+//	func TestMain(m *testing.M) { goleak.VerifyTestMain(harness.M(m)) }
+//
 // Every process is started on loopback with port 0 where possible, bound
 // addresses are read back from the process, and every process is stopped
 // when its test ends.
@@ -32,14 +36,23 @@ var build struct {
 
 // Main runs the tests of a package and then removes the binaries the harness
 // built. Use it as the package's TestMain.
-func Main(m *testing.M) {
-	code := m.Run()
+func Main(m *testing.M) { os.Exit(M(m).Run()) }
+
+// M wraps m so that Run also removes the binaries the harness built, for
+// TestMain functions that pass m on, such as goleak.VerifyTestMain(M(m)).
+func M(m *testing.M) interface{ Run() int } { return cleanupM{m} }
+
+type cleanupM struct{ m *testing.M }
+
+func (c cleanupM) Run() int {
+	code := c.m.Run()
 	build.mu.Lock()
 	if build.dir != "" {
 		os.RemoveAll(build.dir)
+		build.dir, build.bins, build.errs = "", nil, nil
 	}
 	build.mu.Unlock()
-	os.Exit(code)
+	return code
 }
 
 // BuildFlowgate builds ./cmd/flowgate once per test binary and returns the
