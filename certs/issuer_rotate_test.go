@@ -48,6 +48,7 @@ func TestIssuerRotatesAtRenewalPoint(t *testing.T) {
 		rotations                 int
 	}{
 		{name: "defaults", wantRenewBefore: 10 * 24 * time.Hour, rotations: 4},
+		{name: "shortest", leafLifetime: MinLeafLifetime, wantRenewBefore: MinLeafLifetime / 3, rotations: 3},
 		{name: "one year", leafLifetime: 365 * 24 * time.Hour, renewBefore: 30 * 24 * time.Hour, wantRenewBefore: 30 * 24 * time.Hour, rotations: 1},
 	}
 	for _, tt := range tests {
