@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"slices"
@@ -104,6 +105,33 @@ func fdCount(t testing.TB, pid int) int {
 	return len(entries)
 }
 
+// connsTo counts the established IPv4 TCP connections to addr
+// ("127.0.0.1:PORT"), from any process, read from /proc/net/tcp.
+func connsTo(t testing.TB, addr string) int {
+	t.Helper()
+	ap, err := netip.ParseAddrPort(addr)
+	if err != nil || !ap.Addr().Is4() {
+		t.Fatalf("connsTo: %q is not an IPv4 address and port", addr)
+	}
+	ip := ap.Addr().As4()
+	// /proc/net/tcp shows the address as the little-endian hex of the
+	// 32-bit word, then the port in hex.
+	want := fmt.Sprintf("%02X%02X%02X%02X:%04X", ip[3], ip[2], ip[1], ip[0], ap.Port())
+	data, err := os.ReadFile("/proc/net/tcp")
+	if err != nil {
+		t.Fatalf("reading /proc/net/tcp: %v", err)
+	}
+	n := 0
+	for line := range strings.SplitSeq(string(data), "\n") {
+		f := strings.Fields(line)
+		const established = "01"
+		if len(f) > 3 && f[2] == want && f[3] == established {
+			n++
+		}
+	}
+	return n
+}
+
 // raiseNoFile raises this process's soft RLIMIT_NOFILE to at least n (up
 // to the hard limit); processes started afterwards inherit it. It fails
 // the test when the hard limit is below n.
@@ -166,18 +194,32 @@ func tryDialTLS(fg *harness.Flowgate, timeout time.Duration) (*tls.Conn, error) 
 // response until flowgate closes the connection or the wait passes.
 func exchange(t testing.TB, fg *harness.Flowgate, raw string, wait time.Duration) []*http.Response {
 	t.Helper()
-	c := dialTLS(t, fg)
+	resps, err := tryExchange(fg, raw, wait)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resps
+}
+
+// tryExchange is exchange for goroutines other than the test's: it returns
+// the error instead of failing the test. The bodies are read and closed;
+// each response's body text is in its X-Test-Body header.
+func tryExchange(fg *harness.Flowgate, raw string, wait time.Duration) ([]*http.Response, error) {
+	c, err := tryDialTLS(fg, 10*time.Second)
+	if err != nil {
+		return nil, fmt.Errorf("TLS dial %s: %w", fg.HTTPS, err)
+	}
 	defer c.Close()
 	c.SetDeadline(time.Now().Add(wait))
 	if _, err := c.Write([]byte(raw)); err != nil {
-		t.Fatalf("writing the request: %v", err)
+		return nil, fmt.Errorf("writing the request: %w", err)
 	}
 	br := bufio.NewReader(c)
 	var out []*http.Response
 	for {
 		resp, err := http.ReadResponse(br, nil)
 		if err != nil {
-			return out
+			return out, nil
 		}
 		var body bytes.Buffer
 		body.ReadFrom(resp.Body)
