@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -268,6 +269,18 @@ func (a *Agent) Run(ctx context.Context) error {
 	if adminLn != nil {
 		a.addrs.Admin = adminLn.Addr().String()
 	}
+	if c := *cfg; a.pinPublicPort(&c) {
+		// Listening on port 0: redirects and X-Forwarded-Port must name the
+		// port the kernel chose.
+		popts, err := a.proxyOptions(&c)
+		if err == nil {
+			popts.Registerer = nil
+			a.proxy.SetOptions(popts)
+		}
+		a.cfg.Store(&c)
+		a.redir.Store(newRedirector(&c, a.caPEM))
+		cfg = &c
+	}
 	a.startProviderLocked(a.provider.Load())
 	a.startSourcesLocked(cfg)
 	a.mu.Unlock()
@@ -358,6 +371,27 @@ func (a *Agent) Run(ctx context.Context) error {
 	a.wg.Wait()
 	a.log.Info("stopped")
 	return runErr
+}
+
+// pinPublicPort sets listen.public_https_port to the bound HTTPS port when
+// the configured port is 0 and no public port is set. a.mu is held.
+func (a *Agent) pinPublicPort(cfg *Config) bool {
+	if cfg.Listen.PublicHTTPSPort != 0 || a.addrs.HTTPS == "" {
+		return false
+	}
+	if _, port, err := net.SplitHostPort(cfg.Listen.HTTPS); err != nil || (port != "0" && port != "") {
+		return false
+	}
+	_, bound, err := net.SplitHostPort(a.addrs.HTTPS)
+	if err != nil {
+		return false
+	}
+	n, err := strconv.Atoi(bound)
+	if err != nil {
+		return false
+	}
+	cfg.Listen.PublicHTTPSPort = n
+	return true
 }
 
 // httpsHandler is the handler behind the TLS listener.

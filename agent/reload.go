@@ -5,6 +5,18 @@ import (
 	"reflect"
 )
 
+// ReloadFrom loads a configuration with load and applies it with Reload. A
+// load failure (an unreadable file, an unknown key) is counted and reported
+// like any other rejected reload.
+func (a *Agent) ReloadFrom(load func() (Config, error)) error {
+	cfg, err := load()
+	if err != nil {
+		a.metrics.reloads.WithLabelValues("failure").Inc()
+		return err
+	}
+	return a.Reload(cfg)
+}
+
 // Reload applies a new configuration without dropping a connection:
 // upstreams, certificate files and issuer settings, balancing, policies and
 // limits. Everything is built and checked first; if any of it fails, the
@@ -24,6 +36,7 @@ func (a *Agent) Reload(cfg Config) (err error) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	old := a.cfg.Load()
+	a.pinPublicPort(&cfg)
 
 	// Build everything that can fail before changing anything.
 	var newProvider *providerSlot

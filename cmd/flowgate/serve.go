@@ -49,10 +49,12 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 			return err
 		case <-hup:
 			log.Info("SIGHUP: reloading configuration", "config", cf.configFile)
-			next, err := cf.load()
-			if err == nil {
-				err = a.Reload(next)
-			}
+			var next agent.Config
+			err := a.ReloadFrom(func() (agent.Config, error) {
+				var err error
+				next, err = cf.load()
+				return next, err
+			})
 			if err != nil {
 				log.Error("reload rejected; the running configuration keeps serving", "err", err)
 				continue

@@ -40,7 +40,7 @@ func TestRedirect(t *testing.T) {
 		{"foreign host rejected", reject, "evil.example", "/login", "GET", "421", ""},
 		{"host with user info", redirect, "flowable.example@evil.example", "/", "GET", "400", ""},
 		{"host with a path", redirect, "evil.example/x", "/", "GET", "400", ""},
-		{"server name with reject", reject, "flowable.example", "/", "GET", "301", "https://flowable.example/"}, // listener on port 0: no public port known, 443 assumed
+		{"server name with reject", reject, "flowable.example", "/", "GET", "301", "https://flowable.example:" + port(t, reject.HTTPS) + "/"}, // listener on port 0: the bound port
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -192,4 +192,14 @@ func TestActuatorBlocked(t *testing.T) {
 			}
 		})
 	}
+}
+
+// port is the port of a host:port address.
+func port(t *testing.T, addr string) string {
+	t.Helper()
+	_, p, err := net.SplitHostPort(addr)
+	if err != nil {
+		t.Fatalf("address %q: %v", addr, err)
+	}
+	return p
 }
