@@ -427,8 +427,8 @@ func (c *Config) Validate() error {
 		if c.Issuer.LeafLifetime < certs.MinLeafLifetime || c.Issuer.LeafLifetime > certs.MaxLeafLifetime {
 			add(fieldErr("issuer.leaf_lifetime", "%v is outside %v..%v", c.Issuer.LeafLifetime, certs.MinLeafLifetime, certs.MaxLeafLifetime))
 		}
-		if c.Issuer.RenewBefore < 0 || (c.Issuer.RenewBefore > 0 && c.Issuer.RenewBefore >= c.Issuer.LeafLifetime) {
-			add(fieldErr("issuer.renew_before", "%v must be above 0 and below leaf_lifetime (%v), or 0 for a third of it", c.Issuer.RenewBefore, c.Issuer.LeafLifetime))
+		if c.Issuer.RenewBefore < 0 || c.Issuer.RenewBefore > c.Issuer.LeafLifetime/10*9 {
+			add(fieldErr("issuer.renew_before", "%v must be above 0 and below leaf_lifetime (%v), at most 90%% of it; or 0 for a third of it", c.Issuer.RenewBefore, c.Issuer.LeafLifetime))
 		}
 		for i, h := range c.Issuer.Hosts {
 			if !validServerName(h) {

@@ -5,11 +5,13 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+
+	"github.com/flowgate/flowgate/certs"
 )
 
 // CAPath is where the built-in CA certificate (never a key) can be fetched
 // from the HTTP and admin listeners, so that users can trust it once.
-const CAPath = "/.well-known/flowgate/ca.crt"
+const CAPath = certs.CACertificatePath
 
 // redirector answers the plain-HTTP listener: a permanent redirect to the
 // same path on HTTPS, but only ever to a host flowgate serves. NGINX's
