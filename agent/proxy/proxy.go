@@ -584,7 +584,7 @@ func (p *Proxy) wrapBody(resp *http.Response, u *upstream, o *Options) {
 		if o.Metrics != nil {
 			o.Metrics.websockets.Inc()
 		}
-		tc := &trackedConn{ReadWriteCloser: rwc}
+		tc := &trackedConn{ReadWriteCloser: rwc, bufs: &p.bufs}
 		tc.onClose = func() {
 			u.untrackConn(tc)
 			p.socketClosed(u)
