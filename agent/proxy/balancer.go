@@ -33,6 +33,15 @@ func ParseBalance(s string) (Balance, error) {
 // consistent-hash ring; enough that a node's share is within a few percent.
 const ringPoints = 160
 
+// Weights are reduced to the same proportions before the tables are built,
+// so that weights like 600 and 500 cost no more than 6 and 5:
+// maxOrderWeight bounds one round-robin period, maxRingWeight the ring
+// (maxRingWeight*ringPoints points at most).
+const (
+	maxOrderWeight = 10000
+	maxRingWeight  = 1000
+)
+
 // upstreamSet is an immutable snapshot of the upstreams and the balancing
 // tables built from them. Only the round-robin counter changes.
 type upstreamSet struct {
@@ -55,8 +64,9 @@ func newUpstreamSet(list []*upstream, weights []int) *upstreamSet {
 		s.byCookie[u.cookie] = u
 	}
 	s.seq = smoothWeightedOrder(weights)
+	ringWeights := reduceWeights(weights, maxRingWeight)
 	for i, u := range list {
-		for p := 0; p < ringPoints*weights[i]; p++ {
+		for p := 0; p < ringPoints*ringWeights[i]; p++ {
 			s.ring = append(s.ring, ringPoint{hash: hash32(u.key + "#" + strconv.Itoa(p)), idx: i})
 		}
 	}
@@ -78,16 +88,10 @@ func smoothWeightedOrder(weights []int) []int {
 	if len(weights) == 0 {
 		return nil
 	}
+	weights = reduceWeights(weights, maxOrderWeight)
 	total := 0
 	for _, w := range weights {
 		total += w
-	}
-	if total > 10000 { // bound the table; fall back to plain rotation
-		seq := make([]int, len(weights))
-		for i := range seq {
-			seq[i] = i
-		}
-		return seq
 	}
 	current := make([]int, len(weights))
 	seq := make([]int, 0, total)
@@ -108,6 +112,32 @@ func smoothWeightedOrder(weights []int) []int {
 // hash32 is FNV-1a followed by a 64-bit finalizer: FNV alone spreads
 // similar keys ("10.0.0.1:8090#7", sequential client addresses) unevenly on
 // the ring.
+// reduceWeights divides weights (each at least 1) by their greatest common
+// divisor and, when their sum still exceeds limit, scales them to about
+// limit in the same proportions, keeping each at least 1.
+func reduceWeights(weights []int, limit int) []int {
+	g := 0
+	for _, w := range weights {
+		a, b := g, w
+		for b != 0 {
+			a, b = b, a%b
+		}
+		g = a
+	}
+	out := make([]int, len(weights))
+	sum := 0.0
+	for i, w := range weights {
+		out[i] = w / max(g, 1)
+		sum += float64(out[i])
+	}
+	if sum > float64(limit) {
+		for i, w := range out {
+			out[i] = max(1, int(float64(w)*float64(limit)/sum))
+		}
+	}
+	return out
+}
+
 func hash32(s string) uint32 {
 	x := uint64(14695981039346656037) // FNV-1a 64, inline: no allocation
 	for i := 0; i < len(s); i++ {

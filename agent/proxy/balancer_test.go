@@ -22,7 +22,8 @@ func TestSmoothWeightedOrder(t *testing.T) {
 		{"equal", []int{1, 1, 1}, []int{0, 1, 2}},
 		{"nginx 5,1,1 interleaves", []int{5, 1, 1}, []int{0, 0, 1, 0, 2, 0, 0}},
 		{"2,1", []int{2, 1}, []int{0, 1, 0}},
-		{"above the table bound falls back to rotation", []int{6000, 5000}, []int{0, 1}},
+		{"common divisor", []int{600, 500}, []int{0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0}},
+		{"large weights keep their proportions", []int{6000, 5000}, []int{0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -56,6 +57,52 @@ func TestSmoothWeightedOrderShares(t *testing.T) {
 	}
 	if longest > 3 {
 		t.Errorf("longest run of the heaviest node: got %d; want at most 3 in %v", longest, seq)
+	}
+}
+
+func TestReduceWeights(t *testing.T) {
+	tests := []struct {
+		weights []int
+		limit   int
+		want    []int
+	}{
+		{[]int{1, 1, 1}, 100, []int{1, 1, 1}},
+		{[]int{5, 1, 1}, 100, []int{5, 1, 1}},
+		{[]int{200, 400, 600}, 100, []int{1, 2, 3}},
+		{[]int{999, 1000}, 100, []int{49, 50}},
+		{[]int{1000, 1}, 100, []int{99, 1}},
+		{[]int{7}, 100, []int{1}},
+	}
+	for _, tt := range tests {
+		if got := reduceWeights(tt.weights, tt.limit); !cmp.Equal(got, tt.want) {
+			t.Errorf("reduceWeights(%v, %d) = %v; want %v", tt.weights, tt.limit, got, tt.want)
+		}
+	}
+}
+
+func TestLargeWeightsStillWeighRoundRobin(t *testing.T) {
+	// 12 nodes at weight 1000 and one at 3001 (weights up to 1000 per
+	// static node; Consul passes any int): the period exceeds the table
+	// bound, yet the heavy node must still get three times the share.
+	weights := make([]int, 13)
+	for i := range weights {
+		weights[i] = 1000
+	}
+	weights[0] = 3001
+	seq := smoothWeightedOrder(weights)
+	count := make([]int, len(weights))
+	for _, i := range seq {
+		count[i]++
+	}
+	if r := float64(count[0]) / float64(count[1]); r < 2.97 || r > 3.03 {
+		t.Errorf("picks per period: heavy %d, light %d; want 3:1", count[0], count[1])
+	}
+	if len(seq) > maxOrderWeight {
+		t.Errorf("period of %d picks; want at most %d", len(seq), maxOrderWeight)
+	}
+	s := newUpstreamSet(testUpstreams(13), weights)
+	if len(s.ring) > maxRingWeight*ringPoints {
+		t.Errorf("ring of %d points; want at most %d", len(s.ring), maxRingWeight*ringPoints)
 	}
 }
 
