@@ -64,7 +64,9 @@ func newUpstreamSet(list []*upstream, weights []int) *upstreamSet {
 		s.byCookie[u.cookie] = u
 	}
 	s.seq = smoothWeightedOrder(weights)
-	ringWeights := reduceWeights(weights, maxRingWeight)
+	// No common divisor here: it would change when a node joins and move
+	// clients between the nodes that stayed.
+	ringWeights := scaleWeights(weights, maxRingWeight)
 	for i, u := range list {
 		for p := 0; p < ringPoints*ringWeights[i]; p++ {
 			s.ring = append(s.ring, ringPoint{hash: hash32(u.key + "#" + strconv.Itoa(p)), idx: i})
@@ -88,7 +90,7 @@ func smoothWeightedOrder(weights []int) []int {
 	if len(weights) == 0 {
 		return nil
 	}
-	weights = reduceWeights(weights, maxOrderWeight)
+	weights = scaleWeights(divideWeights(weights), maxOrderWeight)
 	total := 0
 	for _, w := range weights {
 		total += w
@@ -112,10 +114,9 @@ func smoothWeightedOrder(weights []int) []int {
 // hash32 is FNV-1a followed by a 64-bit finalizer: FNV alone spreads
 // similar keys ("10.0.0.1:8090#7", sequential client addresses) unevenly on
 // the ring.
-// reduceWeights divides weights (each at least 1) by their greatest common
-// divisor and, when their sum still exceeds limit, scales them to about
-// limit in the same proportions, keeping each at least 1.
-func reduceWeights(weights []int, limit int) []int {
+// divideWeights divides weights (each at least 1) by their greatest common
+// divisor.
+func divideWeights(weights []int) []int {
 	g := 0
 	for _, w := range weights {
 		a, b := g, w
@@ -125,15 +126,25 @@ func reduceWeights(weights []int, limit int) []int {
 		g = a
 	}
 	out := make([]int, len(weights))
-	sum := 0.0
 	for i, w := range weights {
 		out[i] = w / max(g, 1)
-		sum += float64(out[i])
 	}
-	if sum > float64(limit) {
-		for i, w := range out {
-			out[i] = max(1, int(float64(w)*float64(limit)/sum))
-		}
+	return out
+}
+
+// scaleWeights scales weights whose sum exceeds limit down to about limit
+// in the same proportions, keeping each at least 1.
+func scaleWeights(weights []int, limit int) []int {
+	sum := 0.0
+	for _, w := range weights {
+		sum += float64(w)
+	}
+	if sum <= float64(limit) {
+		return weights
+	}
+	out := make([]int, len(weights))
+	for i, w := range weights {
+		out[i] = max(1, int(float64(w)*float64(limit)/sum))
 	}
 	return out
 }

@@ -60,7 +60,7 @@ func TestSmoothWeightedOrderShares(t *testing.T) {
 	}
 }
 
-func TestReduceWeights(t *testing.T) {
+func TestDivideAndScaleWeights(t *testing.T) {
 	tests := []struct {
 		weights []int
 		limit   int
@@ -74,8 +74,27 @@ func TestReduceWeights(t *testing.T) {
 		{[]int{7}, 100, []int{1}},
 	}
 	for _, tt := range tests {
-		if got := reduceWeights(tt.weights, tt.limit); !cmp.Equal(got, tt.want) {
-			t.Errorf("reduceWeights(%v, %d) = %v; want %v", tt.weights, tt.limit, got, tt.want)
+		if got := scaleWeights(divideWeights(tt.weights), tt.limit); !cmp.Equal(got, tt.want) {
+			t.Errorf("scaleWeights(divideWeights(%v), %d) = %v; want %v", tt.weights, tt.limit, got, tt.want)
+		}
+	}
+	if got := scaleWeights([]int{2, 4}, 100); !cmp.Equal(got, []int{2, 4}) {
+		t.Errorf("scaleWeights([2 4], 100) = %v; want [2 4] (no division)", got)
+	}
+}
+
+// TestIPHashConsistentOnAddWithWeights: a node joining moves clients only to
+// itself, even when it changes the weights' common divisor.
+func TestIPHashConsistentOnAddWithWeights(t *testing.T) {
+	list := testUpstreams(3)
+	before := newUpstreamSet(list[:2], []int{2, 2})
+	after := newUpstreamSet(list, []int{2, 2, 1})
+	now := time.Now()
+	for _, ip := range clientIPs(5000) {
+		a := before.pick(&pickOptions{balance: IPHash, clientIP: ip, now: now})
+		b := after.pick(&pickOptions{balance: IPHash, clientIP: ip, now: now})
+		if a != b && b != list[2] {
+			t.Fatalf("client %s moved from %s to %s; want moves only to the new node", ip, a.key, b.key)
 		}
 	}
 }
