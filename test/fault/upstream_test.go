@@ -42,6 +42,7 @@ type rawUpstream struct {
 	mu      sync.Mutex
 	conns   map[net.Conn]struct{}
 	lines   []string // request lines of complete requests, in arrival order
+	bodies  []int64  // body sizes of the complete requests
 	aborted []string // request lines of requests whose body never ended
 	errs    []string // parse errors: bytes that were not a request
 	done    chan struct{}
@@ -108,7 +109,8 @@ func (u *rawUpstream) serve(c net.Conn) {
 			return
 		}
 		line := req.Method + " " + req.RequestURI + " " + req.Proto
-		if _, err := io.Copy(io.Discard, req.Body); err != nil {
+		n, err := io.Copy(io.Discard, req.Body)
+		if err != nil {
 			// flowgate gave up on the request mid-body: it is not a request
 			// the upstream would act on.
 			u.mu.Lock()
@@ -118,6 +120,7 @@ func (u *rawUpstream) serve(c net.Conn) {
 		}
 		u.mu.Lock()
 		u.lines = append(u.lines, line)
+		u.bodies = append(u.bodies, n)
 		u.mu.Unlock()
 		if !u.answer(c, br, req) {
 			return
@@ -176,6 +179,13 @@ func (u *rawUpstream) requestLines() []string {
 	return append([]string(nil), u.lines...)
 }
 
+// bodySizes returns the body sizes of the complete requests parsed so far.
+func (u *rawUpstream) bodySizes() []int64 {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	return append([]int64(nil), u.bodies...)
+}
+
 // abortedLines returns the request lines of requests whose body never
 // ended.
 func (u *rawUpstream) abortedLines() []string {
@@ -195,5 +205,5 @@ func (u *rawUpstream) parseErrors() []string {
 func (u *rawUpstream) resetLog() {
 	u.mu.Lock()
 	defer u.mu.Unlock()
-	u.lines, u.aborted, u.errs = nil, nil, nil
+	u.lines, u.bodies, u.aborted, u.errs = nil, nil, nil, nil
 }
