@@ -162,7 +162,7 @@ func New(opts Options) *Proxy {
 	}
 	p.opts.Store(&o)
 	p.set.Store(newUpstreamSet(nil, nil))
-	p.bufs.New = func() any { b := make([]byte, 32<<10); return &b }
+	p.bufs.New = func() any { return new(copyBuf) }
 	p.rp = &httputil.ReverseProxy{
 		Rewrite:        p.rewrite,
 		Transport:      roundTripper{p},
@@ -366,24 +366,51 @@ func (p *Proxy) newTransport(u discovery.Upstream, o TransportOptions) *http.Tra
 	return t
 }
 
+// copyBuf is a buffer of the pool that response bodies and busy tunnels are
+// copied with. The pool holds array pointers, so that giving a buffer back
+// allocates nothing.
+type copyBuf = [32 << 10]byte
+
 type bufferPool struct{ p *Proxy }
 
-func (b bufferPool) Get() []byte  { return *(b.p.bufs.Get().(*[]byte)) }
-func (b bufferPool) Put(s []byte) { b.p.bufs.Put(&s) }
+func (b bufferPool) Get() []byte { return b.p.bufs.Get().(*copyBuf)[:] }
 
-// requestState travels with a request through the reverse proxy.
+func (b bufferPool) Put(s []byte) {
+	if len(s) == len(copyBuf{}) {
+		b.p.bufs.Put((*copyBuf)(s))
+	}
+}
+
+// requestState travels with a request through the reverse proxy. It is also
+// the request's context (the incoming context plus the state), and it holds
+// the response recorder, the forwarding header values and the body wrappers,
+// so that all of them cost one allocation per request.
 type requestState struct {
+	context.Context // the incoming request's context
+
+	rec       responseRecorder
 	clientIP  string
 	chain     string
 	stickyIn  string // sticky cookie value the client sent
 	websocket bool
 	tried     []*upstream
 	upstream  *upstream      // the upstream that answered
-	body      *retryableBody // the request body; nil without one
+	body      *retryableBody // the request body (&reqBody); nil without one
 	triedBuf  [3]*upstream
+	fwd       [5]string // X-Forwarded-* values; the outbound header points here
+	reqBody   retryableBody
+	respBody  countedBody
 }
 
 type stateKey struct{}
+
+// Value makes the state reachable from every context derived from it.
+func (st *requestState) Value(key any) any {
+	if key == (stateKey{}) {
+		return st
+	}
+	return st.Context.Value(key)
+}
 
 func stateFrom(ctx context.Context) *requestState {
 	st, _ := ctx.Value(stateKey{}).(*requestState)
@@ -394,9 +421,10 @@ func stateFrom(ctx context.Context) *requestState {
 func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	o := p.options()
 	start := p.now()
-	rec := &responseRecorder{ResponseWriter: w}
-	st := &requestState{}
+	st := &requestState{Context: r.Context()}
 	st.tried = st.triedBuf[:0]
+	rec := &st.rec
+	rec.ResponseWriter = w
 	if m := o.Metrics; m != nil {
 		m.inflight.Inc()
 		defer m.inflight.Dec()
@@ -426,11 +454,12 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	if r.Body != nil && r.Body != http.NoBody {
-		st.body = &retryableBody{ReadCloser: r.Body}
+		st.reqBody.ReadCloser = r.Body
+		st.body = &st.reqBody
 		r.Body = st.body
 		defer st.body.closed.Store(true)
 	}
-	p.rp.ServeHTTP(rec, r.WithContext(context.WithValue(r.Context(), stateKey{}, st)))
+	p.rp.ServeHTTP(rec, r.WithContext(st))
 }
 
 func (p *Proxy) finish(o *Options, rec *responseRecorder, r *http.Request, st *requestState, start time.Time) {
@@ -475,11 +504,14 @@ func (p *Proxy) rewrite(pr *httputil.ProxyRequest) {
 	out.URL.Host = "upstream.invalid" // set per attempt by the round tripper
 	out.Host = pr.In.Host
 	h := out.Header
-	h["X-Forwarded-For"] = []string{st.chain}
-	h["X-Real-Ip"] = []string{st.clientIP}
-	h["X-Forwarded-Proto"] = []string{"https"}
-	h["X-Forwarded-Host"] = []string{pr.In.Host}
-	h["X-Forwarded-Port"] = []string{o.ForwardedPort}
+	// One-element slices into st.fwd: no allocation per header. The cap
+	// keeps an append by anyone else from writing into the next value.
+	st.fwd = [5]string{st.chain, st.clientIP, "https", pr.In.Host, o.ForwardedPort}
+	h["X-Forwarded-For"] = st.fwd[0:1:1]
+	h["X-Real-Ip"] = st.fwd[1:2:2]
+	h["X-Forwarded-Proto"] = st.fwd[2:3:3]
+	h["X-Forwarded-Host"] = st.fwd[3:4:4]
+	h["X-Forwarded-Port"] = st.fwd[4:5:5]
 }
 
 func (p *Proxy) modifyResponse(resp *http.Response) error {
@@ -530,7 +562,7 @@ func (rt roundTripper) RoundTrip(req *http.Request) (*http.Response, error) {
 		if err == nil {
 			u.succeed()
 			st.upstream = u
-			p.wrapBody(resp, u, o)
+			p.wrapBody(resp, u, o, st)
 			return resp, nil
 		}
 		u.inflight.Add(-1)
@@ -572,8 +604,9 @@ func isConnectError(err error) bool {
 }
 
 // wrapBody keeps the upstream's in-flight count until the response body is
-// done, and tracks upgraded connections.
-func (p *Proxy) wrapBody(resp *http.Response, u *upstream, o *Options) {
+// done, and tracks upgraded connections. The body wrapper lives in st: one
+// response per request.
+func (p *Proxy) wrapBody(resp *http.Response, u *upstream, o *Options, st *requestState) {
 	if resp.StatusCode == http.StatusSwitchingProtocols {
 		rwc, ok := resp.Body.(io.ReadWriteCloser)
 		if !ok {
@@ -598,7 +631,8 @@ func (p *Proxy) wrapBody(resp *http.Response, u *upstream, o *Options) {
 		resp.Body = tc
 		return
 	}
-	resp.Body = &countedBody{ReadCloser: resp.Body, u: u}
+	st.respBody.ReadCloser, st.respBody.u = resp.Body, u
+	resp.Body = &st.respBody
 }
 
 type countedBody struct {

@@ -40,14 +40,14 @@ func (c *trackedConn) ReadFrom(r io.Reader) (int64, error) {
 
 // pump copies from read to dst with io.Copy's semantics (io.EOF ends the copy
 // without error; any other error is returned). It reads into a small buffer;
-// when a read fills it, it switches to a buffer from pool (32 KiB
-// []byte pointers; nil means never) and returns it once a read brings less
+// when a read fills it, it switches to a buffer from pool (of *copyBuf; nil
+// means never) and returns it once a read brings less
 // than the small buffer would have held, so an idle connection holds only
 // the small buffer.
 func pump(dst io.Writer, read func([]byte) (int, error), pool *sync.Pool) (written int64, err error) {
 	small := make([]byte, tunnelSmallBuf)
 	buf := small
-	var big *[]byte
+	var big *copyBuf
 	defer func() {
 		if big != nil {
 			pool.Put(big)
@@ -79,8 +79,8 @@ func pump(dst io.Writer, read func([]byte) (int, error), pool *sync.Pool) (writt
 		}
 		switch {
 		case big == nil && nr == len(small) && pool != nil:
-			big = pool.Get().(*[]byte)
-			buf = *big
+			big = pool.Get().(*copyBuf)
+			buf = big[:]
 		case big != nil && nr < len(small):
 			pool.Put(big)
 			big = nil

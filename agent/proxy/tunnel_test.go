@@ -31,7 +31,7 @@ func (r *chunkReader) Read(p []byte) (int, error) {
 }
 
 func testBufPool() *sync.Pool {
-	return &sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
+	return &sync.Pool{New: func() any { return new(copyBuf) }}
 }
 
 func TestPumpCopiesEverything(t *testing.T) {

@@ -139,7 +139,7 @@ type trackedConn struct {
 	io.ReadWriteCloser
 	once    sync.Once
 	onClose func()
-	bufs    *sync.Pool // 32 KiB buffers for busy tunnels (tunnel.go); nil: none
+	bufs    *sync.Pool // of *copyBuf, for busy tunnels (tunnel.go); nil: none
 
 	mu     sync.Mutex // serialises client writes and goAway
 	frames frameTracker
