@@ -25,11 +25,14 @@ type slowConn struct {
 // byte at a time. With http.read_header_timeout 2s each is cut about 2 s
 // after its first byte, while a normal client's requests keep succeeding
 // quickly.
+//
+// It does not run in parallel with the other tests: the latency it
+// measures is flowgate's, not that of a machine busy with other tests.
 func TestSlowloris(t *testing.T) {
-	t.Parallel()
 	const (
 		slow       = 500
-		byteEvery  = 200 * time.Millisecond
+		byteEvery  = 500 * time.Millisecond
+		dialers    = 4
 		timeout    = 2 * time.Second
 		giveUp     = 15 * time.Second // a connection still open by then is a failure
 		normalRate = 20 * time.Millisecond
@@ -78,16 +81,26 @@ func TestSlowloris(t *testing.T) {
 	})
 
 	results := make([]slowConn, slow)
-	var wg sync.WaitGroup
+	var wg, dialWG sync.WaitGroup
+	next := make(chan int)
 	start := time.Now()
-	for i := range slow {
-		c, err := tryDialTLS(fg, 10*time.Second)
-		if err != nil {
-			results[i].dialErr = err
-			continue
-		}
-		wg.Go(func() { results[i] = holdSlow(c, byteEvery, giveUp) })
+	for range dialers {
+		dialWG.Go(func() {
+			for i := range next {
+				c, err := tryDialTLS(fg, 10*time.Second)
+				if err != nil {
+					results[i].dialErr = err
+					continue
+				}
+				wg.Go(func() { results[i] = holdSlow(c, byteEvery, giveUp) })
+			}
+		})
 	}
+	for i := range slow {
+		next <- i
+	}
+	close(next)
+	dialWG.Wait()
 	opened := time.Since(start)
 	peakFDs := fdCount(t, pid)
 	wg.Wait()
@@ -111,8 +124,11 @@ func TestSlowloris(t *testing.T) {
 	}
 	if len(cuts) > 0 {
 		slices.Sort(cuts)
-		if lo, hi := cuts[0], cuts[len(cuts)-1]; lo < timeout-100*time.Millisecond || hi > timeout+2*time.Second {
-			t.Errorf("slow connections cut between %v and %v after their first byte; want about %v", lo, hi, timeout)
+		// Each was cut (checked above); the typical one at the timeout. The
+		// first byte leaves just after the handshake, when the server's
+		// clock has already started.
+		if lo, med := cuts[0], cuts[len(cuts)/2]; lo < timeout-500*time.Millisecond || med > timeout+500*time.Millisecond {
+			t.Errorf("slow connections cut from %v, median %v after their first byte; want about %v", lo, med, timeout)
 		}
 		figure(t, "slowloris: %d TLS connections sending headers a byte every %v (opened in %v): %d cut by read_header_timeout %v; cut after first byte min %v / median %v / max %v; flowgate's last words %v; all gone %v after the first dial",
 			slow, byteEvery, opened.Round(time.Millisecond), len(cuts), timeout,
