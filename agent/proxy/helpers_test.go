@@ -5,6 +5,7 @@ import (
 	"crypto/x509"
 	"fmt"
 	"io"
+	"log"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -225,9 +226,19 @@ func stringsReader(s string) io.Reader { return strings.NewReader(s) }
 // httptestTLS serves h over TLS on loopback.
 func httptestTLS(t *testing.T, h http.Handler) *httptest.Server {
 	t.Helper()
-	srv := httptest.NewTLSServer(h)
+	srv := httptest.NewUnstartedServer(h)
+	srv.Config.ErrorLog = log.New(testWriter{t}, "", 0) // handshake errors show only on failure
+	srv.StartTLS()
 	t.Cleanup(srv.Close)
 	return srv
+}
+
+// testWriter sends a server's error log to t.Log.
+type testWriter struct{ t *testing.T }
+
+func (w testWriter) Write(p []byte) (int, error) {
+	w.t.Log(strings.TrimSpace(string(p)))
+	return len(p), nil
 }
 
 // gaugeValue reads a gauge or counter.
