@@ -53,6 +53,11 @@ type Options struct {
 	MaxWebSockets int
 	// MaxBodyBytes bounds request bodies (413 beyond); 0 means no limit.
 	MaxBodyBytes int64
+	// RateLimit, when set, limits requests per client address (the client
+	// as TrustedProxies determine it): 429 with Retry-After beyond it. Nil
+	// means no limit. Keep the same limiter across SetOptions to keep the
+	// clients' state.
+	RateLimit *RateLimiter
 	// NoUpstreamRetryAfter is the Retry-After sent with a 503 when the set is
 	// empty; 0 means 5s.
 	NoUpstreamRetryAfter time.Duration
@@ -448,6 +453,13 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	st.chain, st.clientIP = o.TrustedProxies.forwardedFor(r)
+	if o.RateLimit != nil {
+		if ok, wait := o.RateLimit.Allow(st.clientIP); !ok {
+			rec.Header().Set("Retry-After", strconv.Itoa(int((wait+time.Second-1)/time.Second)))
+			writeError(rec, http.StatusTooManyRequests, "too many requests; slow down\n")
+			return
+		}
+	}
 	if o.StickyCookie != "" {
 		if c, err := r.Cookie(o.StickyCookie); err == nil {
 			st.stickyIn = c.Value
