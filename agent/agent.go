@@ -400,8 +400,31 @@ func (a *Agent) httpsHandler() http.Handler {
 		if hsts := a.cfg.Load().TLS.HSTSMaxAge; hsts > 0 {
 			w.Header().Set("Strict-Transport-Security", fmt.Sprintf("max-age=%d", int(hsts.Seconds())))
 		}
+		if target, code, ok := a.redir.Load().misdirected(r.Host, r.URL.RequestURI()); !ok {
+			a.answerMisdirected(w, r, target, code)
+			return
+		}
 		a.proxy.ServeHTTP(w, r)
 	})
+}
+
+// answerMisdirected answers an HTTPS request for a host that is not a
+// server name: a redirect to the canonical name, or 421.
+func (a *Agent) answerMisdirected(w http.ResponseWriter, r *http.Request, target string, code int) {
+	if target != "" {
+		code = http.StatusMovedPermanently
+		if r.Method != http.MethodGet && r.Method != http.MethodHead {
+			code = http.StatusPermanentRedirect
+		}
+		w.Header().Set("Location", target)
+	} else {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	}
+	a.proxyMetrics.Answered(r.Method, code)
+	w.WriteHeader(code)
+	if target == "" {
+		w.Write([]byte("this host is not served here\n"))
+	}
 }
 
 // listen binds addr, naming the configuration key when it cannot.

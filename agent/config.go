@@ -124,6 +124,7 @@ type UpstreamsConfig struct {
 	// Static lists nodes as "HOST:PORT", "http://HOST:PORT" or
 	// "https://HOST:PORT", optionally followed by " weight=N". With Consul
 	// enabled they are the fallback used until Consul has answered once.
+	// Empty without Consul: 127.0.0.1:8090.
 	Static []string `yaml:"static"`
 	// Balance is round_robin, least_conn or ip_hash.
 	Balance string `yaml:"balance"`
@@ -279,7 +280,6 @@ func Default() Config {
 			LeafLifetime: 30 * 24 * time.Hour,
 		},
 		Upstreams: UpstreamsConfig{
-			Static:                []string{"127.0.0.1:8090"},
 			Balance:               "round_robin",
 			MaxFails:              3,
 			FailTimeout:           10 * time.Second,
@@ -329,7 +329,11 @@ func Parse(data []byte) (Config, error) {
 		if errors.Is(err, io.EOF) {
 			return cfg, nil // an empty file is the defaults
 		}
-		return Config{}, fmt.Errorf("%s", strings.TrimPrefix(err.Error(), "yaml: "))
+		msg := strings.TrimPrefix(err.Error(), "yaml: ")
+		if strings.Contains(msg, "into time.Duration") {
+			msg += " (durations are written like 500ms, 10s, 5m or 720h)"
+		}
+		return Config{}, fmt.Errorf("%s", msg)
 	}
 	var extra yaml.Node
 	if err := dec.Decode(&extra); !errors.Is(err, io.EOF) {
@@ -439,9 +443,6 @@ func (c *Config) Validate() error {
 	if _, err := c.StaticUpstreams(); err != nil {
 		add(err)
 	}
-	if len(c.Upstreams.Static) == 0 && len(c.Consul.Services) == 0 {
-		add(fieldErr("upstreams.static", "no upstreams: list at least one, or set consul.services"))
-	}
 	if _, err := proxy.ParseBalance(c.Upstreams.Balance); err != nil {
 		add(&FieldError{Key: "upstreams.balance", Err: err})
 	}
@@ -479,6 +480,7 @@ func (c *Config) Validate() error {
 	if c.Consul.TokenFile != "" {
 		add(checkReadable("consul.token_file", c.Consul.TokenFile))
 	}
+	add(checkAddr("consul.register.check_address", c.Consul.Register.CheckAddress, true))
 	if c.Consul.Register.Enabled && c.Listen.Admin == "" && c.Consul.Register.CheckAddress == "" {
 		add(fieldErr("consul.register.check_address", "self-registration needs the admin listener for its health check; set listen.admin or this"))
 	}
@@ -493,8 +495,10 @@ func (c *Config) Validate() error {
 	if c.HTTP.MaxHeaderBytes < 4096 {
 		add(fieldErr("http.max_header_bytes", "%d is too small; at least 4096", c.HTTP.MaxHeaderBytes))
 	}
-	if c.HTTP.MaxBodyBytes < 0 || c.HTTP.MaxConnections < 0 || c.HTTP.MaxWebSockets < 0 {
-		add(fieldErr("http", "max_body_bytes, max_connections and max_websockets must not be negative (0 = no limit)"))
+	for key, v := range map[string]int64{"http.max_body_bytes": c.HTTP.MaxBodyBytes, "http.max_connections": int64(c.HTTP.MaxConnections), "http.max_websockets": int64(c.HTTP.MaxWebSockets)} {
+		if v < 0 {
+			add(fieldErr(key, "%d must not be negative (0 = no limit)", v))
+		}
 	}
 	add(positive("http.shutdown_timeout", c.HTTP.ShutdownTimeout))
 	switch c.Log.Format {
@@ -510,10 +514,25 @@ func (c *Config) Validate() error {
 	return errors.Join(errs...)
 }
 
-// StaticUpstreams parses upstreams.static.
+// DefaultUpstream is the upstream used when neither upstreams.static nor
+// consul.services names one: a Flowable node beside flowgate.
+const DefaultUpstream = "127.0.0.1:8090"
+
+// staticList is upstreams.static, or DefaultUpstream when no upstream source
+// is configured at all. With Consul configured, an empty static list stays
+// empty: flowgate then serves nothing until Consul has answered, rather than
+// a guessed local node.
+func (c *Config) staticList() []string {
+	if len(c.Upstreams.Static) == 0 && len(c.Consul.Services) == 0 {
+		return []string{DefaultUpstream}
+	}
+	return c.Upstreams.Static
+}
+
+// StaticUpstreams parses upstreams.static (see staticList for the default).
 func (c *Config) StaticUpstreams() ([]discovery.Upstream, error) {
 	var out []discovery.Upstream
-	for i, s := range c.Upstreams.Static {
+	for i, s := range c.staticList() {
 		key := fmt.Sprintf("upstreams.static[%d]", i)
 		addr, opts, _ := strings.Cut(strings.TrimSpace(s), " ")
 		u, err := discovery.ParseUpstream(addr)
@@ -614,5 +633,6 @@ func (c Config) Redacted() ([]byte, error) {
 	if c.Consul.Token != "" {
 		c.Consul.Token = "REDACTED"
 	}
+	c.Upstreams.Static = c.staticList()
 	return yaml.Marshal(c)
 }

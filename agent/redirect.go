@@ -99,6 +99,9 @@ func (rd *redirector) target(hostHeader, requestURI string) (string, int) {
 		host = host[1 : len(host)-1]
 	}
 	host = strings.TrimSuffix(host, ".")
+	if host == "" && rd.canonical != "" {
+		host = rd.canonical // HTTP/1.0 without Host
+	}
 	if !validRedirectHost(host) {
 		return "", http.StatusBadRequest
 	}
@@ -118,6 +121,29 @@ func (rd *redirector) target(hostHeader, requestURI string) (string, int) {
 		requestURI = "/" // "*" or an absolute-form target: go to the root
 	}
 	return "https://" + host + requestURI, 0
+}
+
+// misdirected decides what the HTTPS listener does with a request whose
+// Host is not a configured server name, so that an unknown Host never reaches
+// Flowable (which builds links, password-reset mails among them, from Host
+// and X-Forwarded-Host). It returns ok when the host is served; otherwise a
+// redirect target to the canonical name, or a status to answer with.
+func (rd *redirector) misdirected(hostHeader, requestURI string) (target string, code int, ok bool) {
+	if len(rd.names) == 0 {
+		return "", 0, true
+	}
+	host := strings.ToLower(hostHeader)
+	if h, _, err := net.SplitHostPort(host); err == nil {
+		host = h
+	}
+	if matchName(rd.names, strings.TrimSuffix(host, ".")) {
+		return "", 0, true
+	}
+	if rd.reject || rd.canonical == "" {
+		return "", http.StatusMisdirectedRequest, false
+	}
+	target, code = rd.target(rd.canonical, requestURI)
+	return target, code, false
 }
 
 // validRedirectHost accepts DNS names and IP literals only: no user info, no

@@ -147,7 +147,7 @@ func TestRedirectOverTheWire(t *testing.T) {
 		{"absolute form names another host", "GET http://evil.example.net/x HTTP/1.1\r\nHost: flowable.example.com\r\n\r\n", 301, "https://flowable.example.com:8443/x"},
 		{"asterisk form", "PUT * HTTP/1.1\r\nHost: flowable.example.com\r\nContent-Length: 0\r\n\r\n", 308, "https://flowable.example.com:8443/"},
 		{"OPTIONS * is net/http's own", "OPTIONS * HTTP/1.1\r\nHost: flowable.example.com\r\n\r\n", 200, ""},
-		{"HTTP/1.0 without Host", "GET /x HTTP/1.0\r\n\r\n", 400, ""},
+		{"HTTP/1.0 without Host goes to the server name", "GET /x HTTP/1.0\r\n\r\n", 301, "https://flowable.example.com:8443/x"},
 		{"unknown host", "GET /x HTTP/1.1\r\nHost: evil.example.net\r\n\r\n", 301, "https://flowable.example.com:8443/x"},
 	}
 	for _, tt := range tests {

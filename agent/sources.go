@@ -81,7 +81,7 @@ func sourceKey(cfg *Config) string {
 	b, _ := json.Marshal(struct {
 		Static []string
 		Consul ConsulConfig
-	}{cfg.Upstreams.Static, c})
+	}{cfg.staticList(), c})
 	return string(b)
 }
 

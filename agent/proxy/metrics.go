@@ -54,6 +54,15 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	return m
 }
 
+// Answered counts a request that flowgate answered itself, without an
+// upstream (a redirect, a 421).
+func (m *Metrics) Answered(method string, code int) {
+	if m == nil {
+		return
+	}
+	m.requests.WithLabelValues("", strconv.Itoa(code), methodLabel(method)).Inc()
+}
+
 // upstreamMetrics caches the per-upstream series so the hot path does no
 // label hashing.
 type upstreamMetrics struct {

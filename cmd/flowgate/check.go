@@ -16,7 +16,7 @@ import (
 func runCheck(args []string, stdout, stderr io.Writer) error {
 	fs, cf := newConfigFlagSet("check", "Validate the configuration (file, environment and flags) and print the effective configuration with secrets redacted. Exits non-zero naming each bad key or file.", stderr)
 	quiet := fs.Bool("quiet", false, "print nothing on success")
-	if err := fs.Parse(args); err != nil {
+	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
 	if fs.NArg() > 0 {

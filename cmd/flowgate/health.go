@@ -29,7 +29,7 @@ func runHealth(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		fmt.Fprintf(stderr, "Usage: flowgate health [flags]\n\nAsk a running flowgate whether it is ready; exit 0 if so, 1 if not.\n\nFlags:\n")
 		fs.PrintDefaults()
 	}
-	if err := fs.Parse(args); err != nil {
+	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
 	host, port, err := net.SplitHostPort(*addr)

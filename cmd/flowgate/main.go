@@ -74,6 +74,16 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	return fmt.Errorf("unknown command %q", args[0])
 }
 
+// parseFlags parses args; the flag package has already printed a parse
+// error and the usage, so such an error is returned as errReported.
+func parseFlags(fs *flag.FlagSet, args []string) error {
+	err := fs.Parse(args)
+	if err != nil && !errors.Is(err, flag.ErrHelp) {
+		return fmt.Errorf("%w: %v", errReported, err)
+	}
+	return err
+}
+
 // revision is the VCS revision the binary was built from, if known.
 func revision() string {
 	if bi, ok := debug.ReadBuildInfo(); ok {

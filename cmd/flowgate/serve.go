@@ -16,7 +16,7 @@ import (
 // runServe implements `flowgate run`.
 func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs, cf := newConfigFlagSet("run", "Serve HTTPS in front of the Flowable nodes. SIGHUP reloads the configuration; SIGTERM stops gracefully.", stderr)
-	if err := fs.Parse(args); err != nil {
+	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
 	if fs.NArg() > 0 {
