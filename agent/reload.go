@@ -76,6 +76,9 @@ func (a *Agent) Reload(cfg Config) (err error) {
 			<-oldSlot.done
 		}
 		a.log.Info("certificate source replaced")
+	} else {
+		// Same settings: SIGHUP still means "look at the files now".
+		a.provider.Load().p.Reload()
 	}
 	if newSources != nil {
 		a.stopSourcesLocked()
