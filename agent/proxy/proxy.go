@@ -393,6 +393,15 @@ func (b bufferPool) Put(s []byte) {
 type requestState struct {
 	context.Context // the incoming request's context
 
+	opts  *Options
+	start time.Time
+	// What finish reports of the request, kept so that a tunnel can finish
+	// it after the handler has returned.
+	method, host, path, proto string
+	// tunnel counts the parties of an upgraded request still running: the
+	// handler and the tunnel (tunnel.go). Zero for every other request.
+	tunnel atomic.Int32
+
 	rec       responseRecorder
 	clientIP  string
 	chain     string
@@ -425,16 +434,15 @@ func stateFrom(ctx context.Context) *requestState {
 // ServeHTTP proxies one request.
 func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	o := p.options()
-	start := p.now()
-	st := &requestState{Context: r.Context()}
+	st := &requestState{Context: r.Context(), opts: o, start: p.now(),
+		method: r.Method, host: r.Host, path: r.URL.Path, proto: r.Proto}
 	st.tried = st.triedBuf[:0]
 	rec := &st.rec
 	rec.ResponseWriter = w
 	if m := o.Metrics; m != nil {
 		m.inflight.Inc()
-		defer m.inflight.Dec()
 	}
-	defer func() { p.finish(o, rec, r, st, start) }()
+	defer p.handlerDone(st)
 
 	if o.Paths.Blocked(r.URL.EscapedPath()) {
 		writeError(rec, http.StatusForbidden, "forbidden by flowgate path policy\n")
@@ -474,9 +482,24 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	p.rp.ServeHTTP(rec, r.WithContext(st))
 }
 
-func (p *Proxy) finish(o *Options, rec *responseRecorder, r *http.Request, st *requestState, start time.Time) {
-	d := p.now().Sub(start)
-	code := rec.status
+// handlerDone finishes the request when the handler returns, unless a
+// tunnel still runs: then the last of the two finishes it.
+func (p *Proxy) handlerDone(st *requestState) {
+	if st.tunnel.Load() != 0 && st.tunnel.Add(-1) != 0 {
+		return
+	}
+	p.finish(st)
+}
+
+// finish records a request in the metrics and the access log and ends its
+// in-flight count.
+func (p *Proxy) finish(st *requestState) {
+	o := st.opts
+	if m := o.Metrics; m != nil {
+		defer m.inflight.Dec()
+	}
+	d := p.now().Sub(st.start)
+	code := st.rec.status
 	switch {
 	case code == 0 && st.websocket && st.upstream != nil:
 		code = http.StatusSwitchingProtocols // hijacked: the proxy wrote the 101 itself
@@ -486,19 +509,19 @@ func (p *Proxy) finish(o *Options, rec *responseRecorder, r *http.Request, st *r
 	name := ""
 	if st.upstream != nil {
 		name = st.upstream.key
-		st.upstream.metrics.observe(r.Method, code, d)
+		st.upstream.metrics.observe(st.method, code, d)
 	} else if o.Metrics != nil {
-		o.Metrics.requests.WithLabelValues("", strconv.Itoa(code), methodLabel(r.Method)).Inc()
+		o.Metrics.requests.WithLabelValues("", strconv.Itoa(code), methodLabel(st.method)).Inc()
 	}
 	if o.AccessLog != nil {
-		o.AccessLog.LogAttrs(r.Context(), slog.LevelInfo, "request",
+		o.AccessLog.LogAttrs(st.Context, slog.LevelInfo, "request",
 			slog.String("client", st.clientIP),
-			slog.String("method", r.Method),
-			slog.String("host", r.Host),
-			slog.String("path", r.URL.Path),
-			slog.String("proto", r.Proto),
+			slog.String("method", st.method),
+			slog.String("host", st.host),
+			slog.String("path", st.path),
+			slog.String("proto", st.proto),
 			slog.Int("status", code),
-			slog.Int64("bytes", rec.bytes),
+			slog.Int64("bytes", st.rec.bytes),
 			slog.Duration("duration", d),
 			slog.String("upstream", name),
 		)
@@ -532,6 +555,9 @@ func (p *Proxy) modifyResponse(resp *http.Response) error {
 	if o.StickyCookie != "" && st.upstream != nil && st.stickyIn != st.upstream.cookie {
 		c := &http.Cookie{Name: o.StickyCookie, Value: st.upstream.cookie, Path: "/", HttpOnly: true, Secure: true, SameSite: http.SameSiteLaxMode}
 		resp.Header.Add("Set-Cookie", c.String())
+	}
+	if resp.StatusCode == http.StatusSwitchingProtocols {
+		return p.startTunnel(st, resp)
 	}
 	return nil
 }
@@ -706,6 +732,9 @@ func retryable(req *http.Request, body *retryableBody, err error, retryIdempoten
 }
 
 func (p *Proxy) errorHandler(w http.ResponseWriter, r *http.Request, err error) {
+	if err == errTunnelStarted {
+		return // modifyResponse took the connection over; nothing to answer
+	}
 	p.errorHandlerWith(w, r, err, p.options())
 }
 

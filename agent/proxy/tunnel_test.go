@@ -1,11 +1,20 @@
 package proxy
 
 import (
+	"bufio"
 	"bytes"
 	"errors"
 	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
+	"time"
+
+	"github.com/coder/websocket"
 )
 
 // chunkReader returns its data in reads of at most chunk bytes, recording
@@ -151,46 +160,123 @@ func TestPumpErrors(t *testing.T) {
 	}
 }
 
-// memUpstream is an in-memory upstream side of a tunnel.
-type memUpstream struct {
-	src     io.Reader
-	written bytes.Buffer
+// lockedBuffer is a bytes.Buffer safe for a logger on another goroutine.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
 }
 
-func (c *memUpstream) Read(p []byte) (int, error)  { return c.src.Read(p) }
-func (c *memUpstream) Write(p []byte) (int, error) { return c.written.Write(p) }
-func (c *memUpstream) Close() error                { return nil }
+func (b *lockedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.Write(p)
+}
 
-// TestTrackedConnCopies checks that io.Copy, as httputil.ReverseProxy calls
-// it, goes through trackedConn's own loops and keeps their meaning: writes
-// to the upstream are frame-tracked, and the upstream's end of stream is
-// errUpstreamClosed.
-func TestTrackedConnCopies(t *testing.T) {
-	t.Parallel()
-	up := &memUpstream{src: bytes.NewReader([]byte("from upstream"))}
-	tc := &trackedConn{ReadWriteCloser: up, bufs: testBufPool(), onClose: func() {}}
+func (b *lockedBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.String()
+}
 
-	// Client to upstream: one masked text frame "hi".
-	frame := []byte{0x81, 0x82, 1, 2, 3, 4, 'h' ^ 1, 'i' ^ 2}
-	// (The wrapper hides bytes.Reader's WriteTo, as a TLS connection has
-	// none, so that io.Copy takes trackedConn.ReadFrom.)
-	if _, err := io.Copy(tc, struct{ io.Reader }{bytes.NewReader(frame)}); err != nil {
-		t.Fatalf("io.Copy to the upstream: %v", err)
+// TestTunnelFinishesRequestWhenSocketEnds checks that the handler returns
+// while the WebSocket stays open (so that the server connection's buffers
+// and the handler's stack are freed), and that the request is still
+// accounted as before: in flight while the socket is open, and logged and
+// counted with status 101 once it ends.
+func TestTunnelFinishesRequestWhenSocketEnds(t *testing.T) {
+	a := newWSBackend(t, "a")
+	var logs lockedBuffer
+	m := NewMetrics(nil)
+	p := newTestProxy(t, Options{Metrics: m, AccessLog: slog.New(slog.NewJSONHandler(&logs, nil))}, a.upstream())
+	var returned atomic.Int64
+	url, client := front(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		p.ServeHTTP(w, r)
+		returned.Add(1)
+	}))
+	c := dialWS(t, url, client)
+	if got, err := echo(c, "hello"); err != nil || got != "a:hello" {
+		t.Fatalf("echo: got %q, %v; want %q", got, err, "a:hello")
 	}
-	if !bytes.Equal(up.written.Bytes(), frame) {
-		t.Fatalf("upstream got %q; want %q", up.written.Bytes(), frame)
+	eventually(t, "the handler returns while the socket is open", func() bool { return returned.Load() == 1 })
+	if got := gaugeValue(t, m.inflight); got != 1 {
+		t.Errorf("flowgate_requests_in_flight with the socket open: got %v; want 1", got)
 	}
-	if !tc.frames.atBoundary() {
-		t.Fatalf("frame tracker: got mid-frame after a whole frame; want at a boundary")
+	if got := logs.String(); got != "" {
+		t.Errorf("access log with the socket open: got %q; want nothing yet", got)
 	}
+	if got, err := echo(c, "again"); err != nil || got != "a:again" {
+		t.Fatalf("echo after the handler returned: got %q, %v; want %q", got, err, "a:again")
+	}
+	c.Close(websocket.StatusNormalClosure, "bye")
+	eventually(t, "the access log records the socket", func() bool { return strings.Contains(logs.String(), `"status":101`) })
+	eventually(t, "the in-flight gauge drops", func() bool { return gaugeValue(t, m.inflight) == 0 })
+	key := a.upstream().Key()
+	if got := gaugeValue(t, m.requests.WithLabelValues(key, "101", "GET")); got != 1 {
+		t.Errorf("flowgate_requests_total{code=101}: got %v; want 1", got)
+	}
+	eventually(t, "the proxy forgets the socket", func() bool { return p.WebSockets() == 0 })
+}
 
-	// Upstream to client: the end of stream is an error that ends the tunnel.
-	var client bytes.Buffer
-	_, err := io.Copy(&client, tc)
-	if !errors.Is(err, errUpstreamClosed) {
-		t.Fatalf("io.Copy from the upstream: got error %v; want %v", err, errUpstreamClosed)
+// TestTunnelForwardsEarlyClientBytes sends a WebSocket frame in the same
+// write as the upgrade request: the server has buffered it by the time the
+// connection is taken over, and it must still reach the upstream.
+func TestTunnelForwardsEarlyClientBytes(t *testing.T) {
+	a := newWSBackend(t, "a")
+	p := newTestProxy(t, Options{}, a.upstream())
+	url, _ := front(t, p)
+	conn, err := net.Dial("tcp", strings.TrimPrefix(url, "http://"))
+	if err != nil {
+		t.Fatal(err)
 	}
-	if client.String() != "from upstream" {
-		t.Fatalf("client got %q; want %q", client.String(), "from upstream")
+	defer conn.Close()
+	conn.SetDeadline(time.Now().Add(5 * time.Second))
+	mask := [4]byte{1, 2, 3, 4}
+	frame := []byte{0x81, 0x80 | 5, mask[0], mask[1], mask[2], mask[3]}
+	for i, c := range []byte("early") {
+		frame = append(frame, c^mask[i%4])
 	}
+	req := "GET /ws HTTP/1.1\r\nHost: flowgate.test\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n" +
+		"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+	if _, err := conn.Write(append([]byte(req), frame...)); err != nil {
+		t.Fatal(err)
+	}
+	br := bufio.NewReader(conn)
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil || resp.StatusCode != http.StatusSwitchingProtocols {
+		t.Fatalf("upgrade: got %v, %v; want 101", resp, err)
+	}
+	want := "a:early"
+	got := make([]byte, 2+len(want))
+	if _, err := io.ReadFull(br, got); err != nil {
+		t.Fatalf("reading the echo of the early frame: %v", err)
+	}
+	if got[0] != 0x81 || int(got[1]) != len(want) || string(got[2:]) != want {
+		t.Fatalf("echo frame: got %q; want a text frame %q", got, want)
+	}
+}
+
+// TestTunnelRejectsAnotherProtocol: an upstream that switches to a protocol
+// the client did not ask for gets no tunnel; the client gets a 502.
+func TestTunnelRejectsAnotherProtocol(t *testing.T) {
+	b := newBackend(t, "b", func(w http.ResponseWriter, r *http.Request) {
+		conn, brw, err := http.NewResponseController(w).Hijack()
+		if err != nil {
+			t.Errorf("hijack: %v", err)
+			return
+		}
+		defer conn.Close()
+		brw.WriteString("HTTP/1.1 101 Switching Protocols\r\nUpgrade: something-else\r\nConnection: Upgrade\r\n\r\n")
+		brw.Flush()
+		io.Copy(io.Discard, conn) // until the proxy closes
+	})
+	p := newTestProxy(t, Options{}, b.upstream())
+	url, client := front(t, p)
+	code, _, _ := get(t, client, url+"/ws", map[string]string{
+		"Connection": "Upgrade", "Upgrade": "websocket",
+		"Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ==", "Sec-WebSocket-Version": "13",
+	})
+	if code != http.StatusBadGateway {
+		t.Fatalf("status: got %d; want 502", code)
+	}
+	eventually(t, "the proxy closes the upstream connection", func() bool { return p.WebSockets() == 0 })
 }
