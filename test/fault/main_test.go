@@ -17,10 +17,14 @@ import (
 	"testing"
 	"time"
 
+	"go.uber.org/goleak"
+
 	"github.com/flowgate/flowgate/test/harness"
 )
 
-func TestMain(m *testing.M) { harness.Main(m) }
+// TestMain fails the package when a test leaves a goroutine behind (a
+// client connection, a fault upstream, a process reader).
+func TestMain(m *testing.M) { goleak.VerifyTestMain(harness.M(m)) }
 
 // figure logs a measured figure with the "FIGURE:" prefix that the README's
 // Reliability section is collected from (go test -v ./test/fault | grep FIGURE).
