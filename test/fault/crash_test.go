@@ -45,13 +45,12 @@ func TestKillDuringIssuerWrite(t *testing.T) {
 	// one only warms the page cache). The kills sweep that window and a
 	// little on either side.
 	var from, to, startup time.Duration
-	var w [2]time.Duration
 	for c := range 3 {
 		calib := filepath.Join(t.TempDir(), "state")
 		window := make(chan [2]time.Duration, 1)
 		go func() { window <- watchWrites(calib, 30*time.Second) }()
 		startup = startAndKill(t, bin, calib, stub.Addr, -1)
-		w = <-window
+		w := <-window
 		if w[1] == 0 {
 			t.Fatalf("calibration: the issuer wrote no leaf.crt while starting (%v to serve)", startup)
 		}

@@ -26,10 +26,10 @@ issuer:
 
 // storageFault breaks the state directory's writes and repairs them.
 type storageFault struct {
-	name   string
-	how    string // what the test did, for the figure
-	break_ func(t *testing.T, stateDir string, pid int)
-	repair func(t *testing.T, stateDir string, pid int)
+	name    string
+	how     string // what the test did, for the figure
+	inflict func(t *testing.T, stateDir string, pid int)
+	repair  func(t *testing.T, stateDir string, pid int)
 }
 
 // TestIssuerStorageFailures breaks the issuer's writes while it rotates: a
@@ -73,7 +73,7 @@ func TestIssuerStorageFailures(t *testing.T) {
 			files := snapshotDir(t, stateDir)
 			pid := pidOf(t, stateDir)
 
-			f.break_(t, stateDir, pid)
+			f.inflict(t, stateDir, pid)
 			failures := metric(t, fg, "flowgate_issuer_rotations_total", `result="failure"`)
 			start := time.Now()
 			if !poll(15*time.Second, func() bool {
@@ -146,7 +146,7 @@ func storageFaults(t *testing.T) []storageFault {
 		{
 			name: "read-only state directory",
 			how:  readOnlyHow(),
-			break_: func(t *testing.T, stateDir string, _ int) {
+			inflict: func(t *testing.T, stateDir string, _ int) {
 				setReadOnly(t, stateDir, true)
 			},
 			repair: func(t *testing.T, stateDir string, _ int) {
@@ -156,7 +156,7 @@ func storageFaults(t *testing.T) []storageFault {
 		{
 			name: "file size limit",
 			how:  "RLIMIT_FSIZE 0 set on the running process: writes fail with EFBIG",
-			break_: func(t *testing.T, _ string, pid int) {
+			inflict: func(t *testing.T, _ string, pid int) {
 				setFileSizeLimit(t, pid, 0)
 			},
 			repair: func(t *testing.T, _ string, pid int) {
@@ -168,7 +168,7 @@ func storageFaults(t *testing.T) []storageFault {
 		faults = append(faults, storageFault{
 			name: "full disk",
 			how:  "state directory on a 64 KiB tmpfs, filled up: writes fail with ENOSPC",
-			break_: func(t *testing.T, stateDir string, _ int) {
+			inflict: func(t *testing.T, stateDir string, _ int) {
 				fillDisk(t, stateDir)
 			},
 			repair: func(t *testing.T, stateDir string, _ int) {
