@@ -22,12 +22,33 @@ func TestExampleConfigHasEveryKey(t *testing.T) {
 	}
 }
 
-// TestExampleConfigPassesCheck runs `flowgate check` on deploy/flowgate.yaml
-// with the certificate files it names created under a temp dir.
-func TestExampleConfigPassesCheck(t *testing.T) {
+// TestDeployYAMLPassCheck runs `flowgate check` on every YAML file in
+// deploy/ (deploy/flowgate.yaml among them) with the files they name
+// created under a temp dir.
+func TestDeployYAMLPassCheck(t *testing.T) {
 	t.Parallel()
-	m := materialize(t, repoFile(t, exampleConfig), "/etc/flowgate/")
-	checkConfig(t, m.path)
+	root := repoRoot(t)
+	var files []string
+	err := filepath.WalkDir(filepath.Join(root, "deploy"), func(path string, d os.DirEntry, err error) error {
+		if err == nil && !d.IsDir() && (strings.HasSuffix(path, ".yaml") || strings.HasSuffix(path, ".yml")) {
+			rel, _ := filepath.Rel(root, path)
+			files = append(files, rel)
+		}
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Contains(files, exampleConfig) {
+		t.Fatalf("YAML files in deploy/: got %q; want %s among them", files, exampleConfig)
+	}
+	for _, f := range files {
+		t.Run(f, func(t *testing.T) {
+			t.Parallel()
+			m := materialize(t, repoFile(t, f), "/etc/flowgate/", "/var/lib/flowgate/")
+			checkConfig(t, m.path)
+		})
+	}
 }
 
 // TestExampleConfigNeedsItsFiles is the control of the test above: without
