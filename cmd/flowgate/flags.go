@@ -60,6 +60,14 @@ var settings = []setting{
 	{name: "https-addr", usage: "HTTPS listener `ADDR` (default :8443)", apply: setStr(func(c *agent.Config) *string { return &c.Listen.HTTPS })},
 	{name: "http-addr", usage: "HTTP redirect listener `ADDR` (default :8080; empty disables)", apply: setStr(func(c *agent.Config) *string { return &c.Listen.HTTP })},
 	{name: "admin-addr", usage: "admin listener `ADDR` for metrics, health and status (default 127.0.0.1:9100; empty disables)", apply: setStr(func(c *agent.Config) *string { return &c.Listen.Admin })},
+	{name: "public-https-port", usage: "HTTPS `PORT` clients see, for redirects and X-Forwarded-Port when a NAT or container maps ports (default: the port of --https-addr)", apply: one(func(c *agent.Config, v string) error {
+		n, err := strconv.Atoi(v)
+		if err != nil {
+			return fmt.Errorf("%q is not a port number", v)
+		}
+		c.Listen.PublicHTTPSPort = n
+		return nil
+	})},
 	{name: "upstream", list: true, usage: "upstream `HOST:PORT|URL`, repeatable (default 127.0.0.1:8090; https:// means TLS to it)", apply: setList(func(c *agent.Config) *[]string { return &c.Upstreams.Static })},
 	{name: "server-name", list: true, usage: "a host `NAME` this proxy answers for, repeatable", apply: setList(func(c *agent.Config) *[]string { return &c.ServerNames })},
 	{name: "cert-file", usage: "certificate chain PEM `FILE` (leaf first); watched and reloaded", apply: one(func(c *agent.Config, v string) error {
