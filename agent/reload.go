@@ -3,6 +3,8 @@ package agent
 import (
 	"fmt"
 	"reflect"
+
+	"github.com/flowgate/flowgate/certs"
 )
 
 // ReloadFrom loads a configuration with load and applies it with Reload. A
@@ -75,6 +77,7 @@ func (a *Agent) Reload(cfg Config) (err error) {
 			oldSlot.cancel()
 			<-oldSlot.done
 		}
+		a.forgetCertificates(oldSlot.p, newProvider.p)
 		a.log.Info("certificate source replaced")
 	} else {
 		// Same settings: SIGHUP still means "look at the files now".
@@ -89,6 +92,26 @@ func (a *Agent) Reload(cfg Config) (err error) {
 	}
 	a.log.Info("configuration reloaded")
 	return nil
+}
+
+// forgetCertificates removes the metric series of certificates the old
+// provider served and the new one does not, so that an expiry alert never
+// fires for a certificate that is no longer served.
+func (a *Agent) forgetCertificates(old, next certs.Provider) {
+	keep := make(map[string]bool)
+	for _, c := range next.Status() {
+		keep[c.Name] = true
+	}
+	m, err := certs.NewMetrics(a.reg)
+	if err != nil {
+		a.log.Warn("certificate metrics", "err", err)
+		return
+	}
+	for _, c := range old.Status() {
+		if !keep[c.Name] {
+			m.Forget(c.Name)
+		}
+	}
 }
 
 // restartOnly lists the settings that differ between two configurations but

@@ -6,6 +6,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptrace"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -143,6 +144,15 @@ func TestSIGHUPSwapsCertificateFiles(t *testing.T) {
 	}
 	if st := fg.Status(); len(st.Certificates) != 1 || st.Certificates[0].Name != filesB.cert || st.Certificates[0].Serial != b.serial {
 		t.Errorf("/status certificates: got %+v; want %s serving %s", st.Certificates, filesB.cert, b.serial)
+	}
+	// The replaced certificate's series are gone, so an expiry alert cannot
+	// fire for a certificate that is no longer served.
+	_, page := fg.AdminGet("/metrics")
+	if strings.Contains(page, `name="`+filesA.cert+`"`) {
+		t.Errorf("/metrics still has series for the replaced certificate %s", filesA.cert)
+	}
+	if sumSamples(page, "flowgate_certificate_not_after_timestamp_seconds", `name="`+filesB.cert+`"`) == 0 {
+		t.Errorf("/metrics has no flowgate_certificate_not_after_timestamp_seconds for %s", filesB.cert)
 	}
 	figure(t, "SIGHUP swapping certificate files: %d new TLS connections (%d with A, then %d with B), %d failed; %d requests on one kept-alive connection across the reload, %d failed",
 		len(res.handshakes), beforeA, afterB, len(res.failures()), keepAliveRequests, len(keepAliveErrs))
