@@ -611,6 +611,12 @@ func (rt roundTripper) RoundTrip(req *http.Request) (*http.Response, error) {
 		if req.Context().Err() != nil {
 			return nil, err // the client went away; not the upstream's fault
 		}
+		if bodyErr := st.body.clientError(); bodyErr != nil {
+			// The client's body was malformed or too large: the client's
+			// fault, so no retry and no mark against the upstream.
+			st.upstream = u
+			return nil, &clientBodyError{err: bodyErr}
+		}
 		if u.fail(now, o.MaxFails, o.FailTimeout) {
 			o.Logger.Warn("upstream ejected by passive health", "upstream", u.key, "for", o.FailTimeout, "err", err)
 			if o.Metrics != nil {
@@ -694,6 +700,7 @@ type retryableBody struct {
 	io.ReadCloser
 	read   atomic.Bool
 	closed atomic.Bool
+	failed atomic.Pointer[error] // the first read error other than EOF
 }
 
 var errBodyAfterHandler = errors.New("request body read after the handler returned")
@@ -703,8 +710,31 @@ func (b *retryableBody) Read(p []byte) (int, error) {
 		return 0, errBodyAfterHandler
 	}
 	b.read.Store(true)
-	return b.ReadCloser.Read(p)
+	n, err := b.ReadCloser.Read(p)
+	if err != nil && err != io.EOF {
+		b.failed.CompareAndSwap(nil, &err)
+	}
+	return n, err
 }
+
+// clientError is the error reading the client's body failed with (a
+// malformed chunk, a body over max_body_bytes, a client that vanished), or
+// nil. A nil body has none.
+func (b *retryableBody) clientError() error {
+	if b == nil {
+		return nil
+	}
+	if e := b.failed.Load(); e != nil {
+		return *e
+	}
+	return nil
+}
+
+// clientBodyError is a failed attempt whose cause was the client's body.
+type clientBodyError struct{ err error }
+
+func (e *clientBodyError) Error() string { return "reading the request body: " + e.err.Error() }
+func (e *clientBodyError) Unwrap() error { return e.err }
 
 func (b *retryableBody) Close() error { return nil }
 
@@ -750,7 +780,14 @@ func (p *Proxy) errorHandlerWith(w http.ResponseWriter, r *http.Request, err err
 		upstreamName = st.upstream.key
 	}
 	var ne net.Error
+	var cbe *clientBodyError
+	var mbe *http.MaxBytesError
 	switch {
+	case errors.As(err, &mbe):
+		writeError(w, http.StatusRequestEntityTooLarge, "request body too large\n")
+	case errors.As(err, &cbe):
+		writeError(w, http.StatusBadRequest, "malformed request body\n")
+		o.Logger.Debug("client sent a malformed body", "path", r.URL.Path, "err", err)
 	case errors.Is(err, ErrNoUpstream):
 		wait := p.set.Load().retryAfter(p.now())
 		if wait <= 0 {
@@ -766,11 +803,6 @@ func (p *Proxy) errorHandlerWith(w http.ResponseWriter, r *http.Request, err err
 		writeError(w, http.StatusGatewayTimeout, "upstream timed out\n")
 		o.Logger.Warn("upstream timed out", "upstream", upstreamName, "path", r.URL.Path, "err", err)
 	default:
-		var mbe *http.MaxBytesError
-		if errors.As(err, &mbe) {
-			writeError(w, http.StatusRequestEntityTooLarge, "request body too large\n")
-			return
-		}
 		writeError(w, http.StatusBadGateway, "upstream failed to answer\n")
 		o.Logger.Warn("upstream error", "upstream", upstreamName, "path", r.URL.Path, "err", err)
 	}
