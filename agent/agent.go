@@ -54,6 +54,7 @@ type Agent struct {
 	provider     atomic.Pointer[providerSlot]
 	sources      atomic.Pointer[sourceSlot]
 	redir        atomic.Pointer[redirector]
+	limiter      atomic.Pointer[limiterSlot]
 	ready        atomic.Bool
 
 	mu     sync.Mutex // serialises Reload and the start and stop of sources
@@ -157,6 +158,7 @@ func (a *Agent) proxyOptions(cfg *Config) (proxy.Options, error) {
 		Transport: proxy.TransportOptions{
 			DialTimeout:           cfg.Upstreams.DialTimeout,
 			ResponseHeaderTimeout: cfg.Upstreams.ResponseHeaderTimeout,
+			ReadTimeout:           cfg.Upstreams.ReadTimeout,
 			IdleConnTimeout:       cfg.Upstreams.IdleConnTimeout,
 			MaxIdleConnsPerHost:   cfg.Upstreams.KeepAlive,
 			TLS:                   upTLS,
@@ -168,7 +170,32 @@ func (a *Agent) proxyOptions(cfg *Config) (proxy.Options, error) {
 		o.AccessLog = a.log.With("log", "access")
 	}
 	o.Metrics = a.proxyMetrics
+	if o.RateLimit, err = a.rateLimiter(cfg.HTTP.RateLimit); err != nil {
+		return proxy.Options{}, &FieldError{Key: "http.rate_limit", Err: err}
+	}
 	return o, nil
+}
+
+// rateLimiter returns the limiter for rc: the current one when the settings
+// did not change, so that a reload keeps every client's state; nil when off.
+func (a *Agent) rateLimiter(rc RateLimitConfig) (*proxy.RateLimiter, error) {
+	if rc.RequestsPerSecond <= 0 {
+		return nil, nil
+	}
+	if cur := a.limiter.Load(); cur != nil && cur.cfg == rc {
+		return cur.l, nil
+	}
+	l, err := proxy.NewRateLimiter(proxy.RateLimiterOptions{Rate: rc.RequestsPerSecond, Burst: rc.Burst, MaxClients: rc.MaxClients, Now: a.now})
+	if err != nil {
+		return nil, err
+	}
+	a.limiter.Store(&limiterSlot{cfg: rc, l: l})
+	return l, nil
+}
+
+type limiterSlot struct {
+	cfg RateLimitConfig
+	l   *proxy.RateLimiter
 }
 
 // upstreamTLS builds the TLS client configuration for HTTPS upstreams.

@@ -147,8 +147,11 @@ type UpstreamsConfig struct {
 	// connections; KeepAlive sizes the idle pool per node.
 	DialTimeout           time.Duration `yaml:"dial_timeout"`
 	ResponseHeaderTimeout time.Duration `yaml:"response_header_timeout"`
-	IdleConnTimeout       time.Duration `yaml:"idle_conn_timeout"`
-	KeepAlive             int           `yaml:"keepalive"`
+	// ReadTimeout bounds each wait for data from a node once a response
+	// has started (NGINX proxy_read_timeout); WebSockets are exempt.
+	ReadTimeout     time.Duration `yaml:"read_timeout"`
+	IdleConnTimeout time.Duration `yaml:"idle_conn_timeout"`
+	KeepAlive       int           `yaml:"keepalive"`
 	// TLS configures HTTPS to upstreams.
 	TLS UpstreamTLSConfig `yaml:"tls"`
 }
@@ -240,9 +243,25 @@ type HTTPConfig struct {
 	MaxConnections int `yaml:"max_connections"`
 	// MaxWebSockets bounds concurrent WebSockets; 0 means no limit.
 	MaxWebSockets int `yaml:"max_websockets"`
+	// RateLimit limits requests per client address; off by default.
+	RateLimit RateLimitConfig `yaml:"rate_limit"`
 	// ShutdownTimeout is how long in-flight requests may take to finish
 	// after SIGTERM.
 	ShutdownTimeout time.Duration `yaml:"shutdown_timeout"`
+}
+
+// RateLimitConfig configures the per-client request rate limit. Clients
+// are told apart by address (IPv6 by /64) after the trusted-proxy rules;
+// over the limit they get 429 with Retry-After.
+type RateLimitConfig struct {
+	// RequestsPerSecond is each client's sustained rate; 0 disables.
+	RequestsPerSecond float64 `yaml:"requests_per_second"`
+	// Burst is how many requests a client may send at once; 0 means twice
+	// the rate (at least 1).
+	Burst int `yaml:"burst"`
+	// MaxClients bounds the clients remembered at once (least recently
+	// seen forgotten first); 0 means 100000.
+	MaxClients int `yaml:"max_clients"`
 }
 
 // AdminConfig configures the admin listener's extras.
@@ -288,6 +307,7 @@ func Default() Config {
 			DrainTimeout:          time.Minute,
 			DialTimeout:           5 * time.Second,
 			ResponseHeaderTimeout: 60 * time.Second,
+			ReadTimeout:           60 * time.Second,
 			IdleConnTimeout:       90 * time.Second,
 			KeepAlive:             256,
 		},
@@ -461,6 +481,7 @@ func (c *Config) Validate() error {
 	}
 	add(positive("upstreams.dial_timeout", c.Upstreams.DialTimeout))
 	add(positive("upstreams.response_header_timeout", c.Upstreams.ResponseHeaderTimeout))
+	add(positive("upstreams.read_timeout", c.Upstreams.ReadTimeout))
 	add(positive("upstreams.idle_conn_timeout", c.Upstreams.IdleConnTimeout))
 	if c.Upstreams.KeepAlive < 1 {
 		add(fieldErr("upstreams.keepalive", "must be at least 1"))
@@ -501,6 +522,9 @@ func (c *Config) Validate() error {
 		}
 	}
 	add(positive("http.shutdown_timeout", c.HTTP.ShutdownTimeout))
+	if rl := c.HTTP.RateLimit; rl.RequestsPerSecond < 0 || rl.Burst < 0 || rl.MaxClients < 0 {
+		add(fieldErr("http.rate_limit", "requests_per_second, burst and max_clients must not be negative (0 = off / default)"))
+	}
 	switch c.Log.Format {
 	case "text", "json":
 	default:

@@ -87,6 +87,11 @@ type TransportOptions struct {
 	// MaxIdleConnsPerHost sizes the keep-alive pool per upstream; 0 means 256
 	// (Go's default of 2 causes connection churn under load).
 	MaxIdleConnsPerHost int
+	// ReadTimeout bounds each wait for data from an upstream, so that one
+	// that stops in the middle of a response does not hold the client
+	// forever (NGINX proxy_read_timeout). It does not apply to WebSockets.
+	// 0 means no limit.
+	ReadTimeout time.Duration
 	// TLS is used for upstreams reached over HTTPS; nil uses the system roots.
 	TLS *tls.Config
 }
@@ -214,7 +219,10 @@ func (p *Proxy) SetUpstreams(list []discovery.Upstream) bool {
 		seen[k] = true
 		u, ok := p.known[k]
 		if !ok {
-			u = newUpstream(du, p.newTransport(du, o.Transport), o.Metrics.forUpstream(k))
+			u = newUpstream(du, p.newTransport(du, o.Transport, o.Transport.ReadTimeout), o.Metrics.forUpstream(k))
+			// WebSockets idle for long stretches: their connections get no
+			// read timeout.
+			u.wsTransport = p.newTransport(du, o.Transport, 0)
 			p.known[k] = u
 		}
 		if t, ok := p.draining[u]; ok { // came back before its drain ended
@@ -251,7 +259,7 @@ func sameSet(old *upstreamSet, next []*upstream, weights []int) bool {
 
 // drainLocked starts draining an upstream that left the set. p.mu is held.
 func (p *Proxy) drainLocked(u *upstream, o *Options) {
-	u.transport.CloseIdleConnections()
+	u.closeIdle()
 	o.Logger.Info("upstream removed; draining", "upstream", u.key, "in_flight", u.inflight.Load(), "drain_timeout", o.DrainTimeout)
 	p.draining[u] = time.AfterFunc(max(o.DrainTimeout, 0), func() { p.finishDrain(u, o.DrainTimeout > 0) })
 }
@@ -274,7 +282,7 @@ func (p *Proxy) finishDrain(u *upstream, closeSockets bool) {
 			p.options().Logger.Info("closed websockets to removed upstream", "upstream", u.key, "count", n)
 		}
 	}
-	u.transport.CloseIdleConnections()
+	u.closeIdle()
 	u.metrics.forget()
 }
 
@@ -283,7 +291,7 @@ func (p *Proxy) finishDrain(u *upstream, closeSockets bool) {
 func (p *Proxy) Close() {
 	for _, u := range p.stop() {
 		u.closeSockets()
-		u.transport.CloseIdleConnections()
+		u.closeIdle()
 	}
 }
 
@@ -343,10 +351,20 @@ func (p *Proxy) socketClosed(u *upstream) {
 // WebSockets is the number of WebSockets being proxied.
 func (p *Proxy) WebSockets() int64 { return p.websockets.Load() }
 
-func (p *Proxy) newTransport(u discovery.Upstream, o TransportOptions) *http.Transport {
+func (p *Proxy) newTransport(u discovery.Upstream, o TransportOptions, readTimeout time.Duration) *http.Transport {
 	d := &net.Dialer{Timeout: o.DialTimeout, KeepAlive: 30 * time.Second}
+	dial := d.DialContext
+	if readTimeout > 0 {
+		dial = func(ctx context.Context, network, addr string) (net.Conn, error) {
+			c, err := d.DialContext(ctx, network, addr)
+			if err != nil {
+				return nil, err
+			}
+			return &readTimeoutConn{Conn: c, timeout: readTimeout}, nil
+		}
+	}
 	t := &http.Transport{
-		DialContext:           d.DialContext,
+		DialContext:           dial,
 		MaxIdleConns:          0,
 		MaxIdleConnsPerHost:   o.MaxIdleConnsPerHost,
 		IdleConnTimeout:       o.IdleConnTimeout,
@@ -596,7 +614,11 @@ func (rt roundTripper) RoundTrip(req *http.Request) (*http.Response, error) {
 			// attempt gets the body itself, whose Close does nothing.
 			req.Body = st.body
 		}
-		resp, err := u.transport.RoundTrip(req)
+		t := u.transport
+		if st.websocket && u.wsTransport != nil {
+			t = u.wsTransport
+		}
+		resp, err := t.RoundTrip(req)
 		if err == nil {
 			u.succeed()
 			st.upstream = u

@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"io"
+	"net"
 	"net/http"
 	"sync"
 	"sync/atomic"
@@ -21,7 +22,10 @@ type upstream struct {
 	key       string // discovery.Upstream.Key()
 	cookie    string // opaque sticky-cookie value; never reveals the address
 	transport *http.Transport
-	metrics   *upstreamMetrics
+	// wsTransport carries WebSocket upgrades: no read timeout. Nil in
+	// tests that build upstreams by hand.
+	wsTransport *http.Transport
+	metrics     *upstreamMetrics
 
 	inflight atomic.Int64
 	requests atomic.Uint64
@@ -45,6 +49,30 @@ func newUpstream(u discovery.Upstream, t *http.Transport, m *upstreamMetrics) *u
 		metrics:   m,
 		sockets:   make(map[*trackedConn]struct{}),
 	}
+}
+
+// closeIdle closes the upstream's pooled idle connections.
+func (u *upstream) closeIdle() {
+	if u.transport != nil {
+		u.transport.CloseIdleConnections()
+	}
+	if u.wsTransport != nil {
+		u.wsTransport.CloseIdleConnections()
+	}
+}
+
+// readTimeoutConn is an upstream connection whose every read must see data
+// within timeout.
+type readTimeoutConn struct {
+	net.Conn
+	timeout time.Duration
+}
+
+func (c *readTimeoutConn) Read(p []byte) (int, error) {
+	if err := c.Conn.SetReadDeadline(time.Now().Add(c.timeout)); err != nil {
+		return 0, err
+	}
+	return c.Conn.Read(p)
 }
 
 // available reports whether passive health lets the upstream take requests.

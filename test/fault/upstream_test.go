@@ -19,6 +19,7 @@ import (
 const (
 	pathHang      = "/fault/hang"      // reads the request, never answers
 	pathReset     = "/fault/reset"     // promises 1 MiB, sends 4 KiB, then a TCP reset
+	pathStall     = "/fault/stall"     // promises 1 MiB, sends 4 KiB, then goes silent
 	pathMalformed = "/fault/malformed" // answers bytes that are not HTTP
 	pathEOF       = "/fault/eof"       // closes without a byte
 	pathWSDrop    = "/fault/ws"        // accepts a WebSocket, then resets at the first frame
@@ -144,6 +145,11 @@ func (u *rawUpstream) answer(c net.Conn, br *bufio.Reader, req *http.Request) bo
 		c.Write(make([]byte, resetSent))
 		time.Sleep(50 * time.Millisecond) // let the bytes leave before the reset
 		reset(c)
+		return false
+	case pathStall:
+		fmt.Fprintf(c, "HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\nContent-Length: %d\r\nX-Node: fault\r\n\r\n", resetPromised)
+		c.Write(make([]byte, resetSent))
+		<-u.done // silent, connection open, until the test ends
 		return false
 	case pathMalformed:
 		io.WriteString(c, "HTTP/1.1 two hundred OK\r\nnot a header line\r\n\r\n")
