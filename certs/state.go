@@ -67,7 +67,20 @@ func ensureStateDir(dir string) error {
 	if err := os.MkdirAll(dir, stateDirMode); err != nil {
 		return fmt.Errorf("creating state directory %q: %w", dir, err)
 	}
+	removeStaleStaging(dir)
 	return nil
+}
+
+// removeStaleStaging deletes temporary files that a crash in the middle of
+// an atomic write left behind (".<name>.tmp-*", see stageFile). They never
+// hold the current state: a write only counts once it is renamed.
+func removeStaleStaging(dir string) {
+	for _, name := range []string{CACertFileName, CAKeyFileName, LeafCertFileName, LeafKeyFileName} {
+		stale, _ := filepath.Glob(filepath.Join(dir, "."+name+".tmp-*"))
+		for _, f := range stale {
+			os.Remove(f)
+		}
+	}
 }
 
 // WriteFileAtomic replaces path with data so that readers see either the old

@@ -98,6 +98,9 @@ func TestKillDuringIssuerWrite(t *testing.T) {
 		if err != nil {
 			t.Fatalf("kill %d (%s): no ca.crt after the restart: %v", i, outcome, err)
 		}
+		if stale, _ := filepath.Glob(filepath.Join(stateDir, ".*.tmp-*")); len(stale) > 0 {
+			t.Errorf("kill %d (%s): staging files left after the restart: %v", i, outcome, stale)
+		}
 		if !bytes.Equal(caPEM, fg.CAPEM) {
 			t.Errorf("kill %d (%s): the admin listener serves another CA than the saved ca.crt", i, outcome)
 		}
