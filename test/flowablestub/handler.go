@@ -67,6 +67,9 @@ func newHandler(name string) http.Handler {
 	mux.HandleFunc("/slow", serveSlow)
 	mux.HandleFunc("/bytes", serveBytes)
 	mux.HandleFunc("/echo", func(w http.ResponseWriter, r *http.Request) {
+		// Without full duplex, Go's HTTP/1 server stops reading the body once
+		// the response has started, and the echo would be cut short.
+		http.NewResponseController(w).EnableFullDuplex()
 		w.Header().Set("Content-Type", "application/octet-stream")
 		io.Copy(w, r.Body)
 	})
