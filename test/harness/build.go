@@ -14,6 +14,11 @@
 // Every process is started on loopback with port 0 where possible, bound
 // addresses are read back from the process, and every process is stopped
 // when its test ends.
+//
+// It also holds what the end-to-end packages share: a throw-away test CA
+// and its certificates (NewTestCA, TestCA.Leaf), atomic file replacement
+// (ReplaceFile), samples read from the admin /metrics page (MetricSamples,
+// Flowgate.Metric), Poll, and Figure for the README's measured figures.
 package harness
 
 import (
