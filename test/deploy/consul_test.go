@@ -181,7 +181,7 @@ func TestExampleConfigServesThroughConsul(t *testing.T) {
 		Timeout: 10 * time.Second,
 		Transport: &http.Transport{
 			DisableKeepAlives: true,
-			TLSClientConfig:   &tls.Config{RootCAs: m.pki.pool},
+			TLSClientConfig:   &tls.Config{RootCAs: m.ca.Pool},
 			DialContext: func(ctx context.Context, network, _ string) (net.Conn, error) {
 				return (&net.Dialer{}).DialContext(ctx, network, fg.https)
 			},
@@ -228,7 +228,7 @@ func TestExampleConfigServesThroughConsul(t *testing.T) {
 	// TLS 1.1 is refused (RFC 8996).
 	old := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{
 		DisableKeepAlives: true,
-		TLSClientConfig:   &tls.Config{RootCAs: m.pki.pool, ServerName: "flowable.example.com", MaxVersion: tls.VersionTLS11},
+		TLSClientConfig:   &tls.Config{RootCAs: m.ca.Pool, ServerName: "flowable.example.com", MaxVersion: tls.VersionTLS11},
 	}}
 	if resp, err := old.Get("https://" + fg.https + "/"); err == nil {
 		resp.Body.Close()

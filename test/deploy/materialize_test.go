@@ -10,6 +10,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/flowgate/flowgate/agent"
+	"github.com/flowgate/flowgate/test/harness"
 )
 
 // materialized is a configuration written to a temp dir together with the
@@ -19,8 +20,8 @@ type materialized struct {
 	path string
 	// dir replaced the rewritten prefixes.
 	dir string
-	// pki signed the certificates written for the configuration.
-	pki *testPKI
+	// ca signed the certificates written for the configuration.
+	ca *harness.TestCA
 }
 
 // materialize makes a configuration from the documentation checkable on
@@ -48,7 +49,9 @@ func materialize(t testing.TB, data []byte, prefixes ...string) *materialized {
 	for i, h := range hosts {
 		hosts[i] = strings.TrimPrefix(h, "*.") // a wildcard's parent is good enough
 	}
-	pki := newTestPKI(t, hosts...)
+	ca := harness.NewTestCA(t)
+	leaf, leafKey := ca.Leaf(t, 2, hosts...)
+	leafChain := append(leaf, ca.CertPEM...) // leaf first
 	write := func(path string, content []byte) {
 		if path == "" || !strings.HasPrefix(path, dir+"/") {
 			return
@@ -61,24 +64,24 @@ func materialize(t testing.TB, data []byte, prefixes ...string) *materialized {
 		}
 	}
 	for _, c := range cfg.TLS.Certificates {
-		write(c.CertFile, pki.leafCert)
-		write(c.KeyFile, pki.leafKey)
+		write(c.CertFile, leafChain)
+		write(c.KeyFile, leafKey)
 	}
-	write(cfg.TLS.ClientCAFile, pki.caCert)
-	write(cfg.Issuer.CACertFile, pki.caCert)
-	write(cfg.Issuer.CAKeyFile, pki.caKey)
-	write(cfg.Upstreams.TLS.CAFile, pki.caCert)
-	write(cfg.Upstreams.TLS.CertFile, pki.leafCert)
-	write(cfg.Upstreams.TLS.KeyFile, pki.leafKey)
+	write(cfg.TLS.ClientCAFile, ca.CertPEM)
+	write(cfg.Issuer.CACertFile, ca.CertPEM)
+	write(cfg.Issuer.CAKeyFile, ca.KeyPEM)
+	write(cfg.Upstreams.TLS.CAFile, ca.CertPEM)
+	write(cfg.Upstreams.TLS.CertFile, leafChain)
+	write(cfg.Upstreams.TLS.KeyFile, leafKey)
 	write(cfg.Consul.TokenFile, []byte("00000000-0000-0000-0000-000000000000\n"))
-	write(cfg.Consul.TLS.CAFile, pki.caCert)
-	write(cfg.Consul.TLS.CertFile, pki.leafCert)
-	write(cfg.Consul.TLS.KeyFile, pki.leafKey)
+	write(cfg.Consul.TLS.CAFile, ca.CertPEM)
+	write(cfg.Consul.TLS.CertFile, leafChain)
+	write(cfg.Consul.TLS.KeyFile, leafKey)
 	path := filepath.Join(dir, "flowgate.yaml")
 	if err := os.WriteFile(path, []byte(text), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	return &materialized{path: path, dir: dir, pki: pki}
+	return &materialized{path: path, dir: dir, ca: ca}
 }
 
 // setYAML sets the scalar at a dotted key path in a YAML document (creating
