@@ -1,0 +1,188 @@
+package main
+
+import (
+	"math"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+)
+
+func TestParseWrk(t *testing.T) {
+	out := []byte(`Running 2s test @ https://127.0.0.1:1/bytes?n=1024
+  1 threads and 64 connections
+FLOWBENCH {"requests":40000,"duration_us":2000000,"bytes":45000000,"connect":0,"read":0,"write":0,"status":3,"timeout":1,"p50_us":1500,"p99_us":9000}
+`)
+	r, err := parseWrk(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := []any{r.requests, r.elapsed, r.bytes, r.errors, r.p50, r.p99, r.rate()}
+	want := []any{int64(40000), 2 * time.Second, int64(45000000), int64(4), 1500 * time.Microsecond, 9 * time.Millisecond, 20000.0}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("parseWrk (-want +got):\n%s", diff)
+	}
+	if !strings.Contains(r.detail, "status 3") {
+		t.Errorf("detail: got %q; want the error counts", r.detail)
+	}
+	if _, err := parseWrk([]byte("unable to connect to 127.0.0.1:1 Connection refused\n")); err == nil {
+		t.Error("parseWrk without a summary: got no error; want one")
+	}
+}
+
+const h2loadOut = `starting benchmark...
+Application protocol: h2
+finished in 2.00s, 12000.50 req/s, 12.31MB/s
+requests: 24001 total, 24001 started, 24001 done, 24000 succeeded, 1 failed, 0 errored, 0 timeout
+status codes: 24000 2xx, 0 3xx, 0 4xx, 1 5xx
+traffic: 24.62MB (25812345) total, 290.04KB (297000) headers (space savings 90.00%), 23.44MB (24576000) data
+`
+
+func TestParseH2load(t *testing.T) {
+	r, err := parseH2load([]byte(h2loadOut))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := []any{r.elapsed, r.requests, r.errors, r.bytes}
+	want := []any{2 * time.Second, int64(24000), int64(2), int64(25812345)}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("parseH2load (-want +got):\n%s", diff)
+	}
+	if _, err := parseH2load([]byte(strings.Replace(h2loadOut, "Application protocol: h2", "Application protocol: http/1.1", 1))); err == nil {
+		t.Error("parseH2load without h2: got no error; want one")
+	}
+	lat, err := parseH2loadLog([]byte("1\t200\t300\n2\t200\t100\n3\t502\t5\n4\t200\t200\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff([]time.Duration{100 * time.Microsecond, 200 * time.Microsecond, 300 * time.Microsecond}, lat); diff != "" {
+		t.Errorf("parseH2loadLog: 2xx latencies sorted (-want +got):\n%s", diff)
+	}
+}
+
+func TestParseProc(t *testing.T) {
+	st, err := parseStat([]byte("1234 (my (odd) name) S 77 1234 1234 0 -1 4194560 100 0 0 0 250 31 0 0 20 0 1 0 5 100 200\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st != (stat{ppid: 77, utime: 250, stime: 31}) {
+		t.Errorf("parseStat: got %+v; want ppid 77, utime 250, stime 31", st)
+	}
+	if _, err := parseStat([]byte("garbage")); err == nil {
+		t.Error("parseStat(garbage): got no error; want one")
+	}
+	status := []byte("Name:\tnginx\nVmHWM:\t   25000 kB\nVmRSS:\t   24000 kB\n")
+	for field, want := range map[string]int64{"VmHWM": 25000, "VmRSS": 24000} {
+		got, err := parseStatusKB(status, field)
+		if err != nil || got != want {
+			t.Errorf("parseStatusKB %s: got %d, %v; want %d", field, got, err, want)
+		}
+	}
+	if _, err := parseStatusKB(status, "VmSwap"); err == nil {
+		t.Error("parseStatusKB of a missing field: got no error; want one")
+	}
+}
+
+func TestPercentileAndMedian(t *testing.T) {
+	var d []time.Duration
+	for i := 1; i <= 100; i++ {
+		d = append(d, time.Duration(i))
+	}
+	for _, tc := range []struct {
+		p    float64
+		want time.Duration
+	}{{50, 50}, {99, 99}, {100, 100}, {1, 1}, {0.1, 1}} {
+		if got := percentile(d, tc.p); got != tc.want {
+			t.Errorf("percentile(1..100, %v): got %v; want %v", tc.p, got, tc.want)
+		}
+	}
+	if got := percentile(nil, 50); got != 0 {
+		t.Errorf("percentile(empty): got %v; want 0", got)
+	}
+	if got := median([]float64{5, 1, 3}); got != 3 {
+		t.Errorf("median(5,1,3): got %v; want 3", got)
+	}
+	if got := median([]float64{4, 1, 3, 2}); got != 2.5 {
+		t.Errorf("median(4,1,3,2): got %v; want 2.5", got)
+	}
+	if got := median(nil); !math.IsNaN(got) {
+		t.Errorf("median(empty): got %v; want NaN", got)
+	}
+}
+
+func TestParseHandshakes(t *testing.T) {
+	body := `# HELP flowgate_tls_handshakes_total TLS handshakes.
+# TYPE flowgate_tls_handshakes_total counter
+flowgate_tls_handshakes_total{resumed="false"} 10
+flowgate_tls_handshakes_total{resumed="true"} 90
+flowgate_tls_handshakes_totally_different 5
+`
+	h, ok := parseHandshakes(strings.NewReader(body))
+	if !ok || h != (handshakes{total: 100, resumed: 90}) {
+		t.Errorf("parseHandshakes: got %+v, %v; want total 100, resumed 90", h, ok)
+	}
+	if _, ok := parseHandshakes(strings.NewReader("go_goroutines 12\n")); ok {
+		t.Error("parseHandshakes without the metric: got ok; want not found")
+	}
+}
+
+func TestOrderRotates(t *testing.T) {
+	peers := []*peer{{name: "a"}, {name: "b"}, {name: "c"}, {name: "d"}}
+	first := map[string]int{}
+	for i := range 4 {
+		o := order(peers, i)
+		if len(o) != 4 {
+			t.Fatalf("order(run %d): got %d peers; want 4", i, len(o))
+		}
+		first[o[0].name]++
+	}
+	if len(first) != 4 {
+		t.Errorf("first peer over 4 runs: got %v; want each peer once", first)
+	}
+}
+
+func TestReportRatiosAndTargets(t *testing.T) {
+	res := []result{
+		{Scenario: "h1-keepalive-1k", Peer: "flowgate", Value: 30000, P99us: 1100},
+		{Scenario: "h1-keepalive-1k", Peer: "nginx", Value: 40000, P99us: 1000},
+		{Scenario: "h1-keepalive-1k", Peer: "caddy", Value: 20000, P99us: 3000},
+		{Scenario: "h1-keepalive-1k", Peer: "caddy", Run: 1, Error: "boom"},
+		{Scenario: "tls-full", Peer: "flowgate", Value: 900},
+		{Scenario: "tls-full", Peer: "nginx", Value: 1000},
+		{Scenario: "ws-idle", Peer: "flowgate", Value: 20},
+		{Scenario: "ws-idle", Peer: "caddy", Value: 80},
+	}
+	rep := buildReport(map[string]any{"runs": 1}, res, nil)
+	ka := rep.scenario("h1-keepalive-1k")
+	if ka == nil {
+		t.Fatal("no h1-keepalive-1k in the report")
+	}
+	if got := ka.Ratios["nginx"]; got != 0.75 {
+		t.Errorf("flowgate/nginx: got %v; want 0.75", got)
+	}
+	if c := ka.Peers["caddy"]; c.Runs != 1 || c.Failed != 1 {
+		t.Errorf("caddy runs: got %d ok, %d failed; want 1 and 1", c.Runs, c.Failed)
+	}
+	met := map[string]bool{}
+	for _, tg := range rep.Targets {
+		met[tg.Name] = tg.Met
+	}
+	want := map[string]bool{
+		"keep-alive HTTPS req/s, flowgate/nginx":             false,
+		"keep-alive HTTPS p99 latency, flowgate/nginx":       true,
+		"full TLS handshakes/s, flowgate/nginx":              true,
+		"h1-keepalive-1k vs Caddy, flowgate/caddy":           true,
+		"ws-idle vs Caddy, flowgate/caddy (lower is better)": true,
+		"idle WebSocket memory, KiB per connection":          true,
+	}
+	if diff := cmp.Diff(want, met); diff != "" {
+		t.Errorf("targets met (-want +got):\n%s", diff)
+	}
+	md := rep.markdown()
+	for _, s := range []string{"| flowgate/nginx |", "0.75", "Targets"} {
+		if !strings.Contains(md, s) {
+			t.Errorf("markdown lacks %q:\n%s", s, md)
+		}
+	}
+}

@@ -1,0 +1,419 @@
+package main
+
+import (
+	"bufio"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"math"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+)
+
+// summary is the median of a peer's successful runs in one scenario.
+type summary struct {
+	Runs        int     `json:"runs"`
+	Failed      int     `json:"failed_runs,omitempty"`
+	Value       float64 `json:"value"`
+	P50us       float64 `json:"p50_us,omitempty"`
+	P99us       float64 `json:"p99_us,omitempty"`
+	CPUPerReqUs float64 `json:"cpu_us_per_request,omitempty"`
+	CoreUse     float64 `json:"core_use,omitempty"`
+	PeakRSSKB   float64 `json:"peak_rss_kb,omitempty"`
+	// Extra holds medians of scenario-specific figures (resumptions,
+	// added latency).
+	Extra map[string]float64 `json:"extra,omitempty"`
+}
+
+// scenarioReport is one scenario across peers.
+type scenarioReport struct {
+	ID     string              `json:"id"`
+	Title  string              `json:"title"`
+	Unit   string              `json:"unit"`
+	Higher bool                `json:"higher_is_better"`
+	Peers  map[string]*summary `json:"peers"`
+	// Ratios are flowgate's primary value over each other peer's.
+	Ratios map[string]float64 `json:"flowgate_over"`
+}
+
+// target is one of the goals the benchmark checks; missing one is reported,
+// not a failure.
+type target struct {
+	Name string  `json:"name"`
+	Want string  `json:"want"`
+	Got  float64 `json:"got"`
+	Met  bool    `json:"met"`
+}
+
+type report struct {
+	Meta      map[string]any    `json:"meta"`
+	Scenarios []*scenarioReport `json:"scenarios"`
+	Targets   []target          `json:"targets"`
+	Failures  []string          `json:"failures,omitempty"`
+}
+
+func median(v []float64) float64 {
+	if len(v) == 0 {
+		return math.NaN()
+	}
+	s := slices.Clone(v)
+	slices.Sort(s)
+	n := len(s)
+	if n%2 == 1 {
+		return s[n/2]
+	}
+	return (s[n/2-1] + s[n/2]) / 2
+}
+
+func buildReport(meta map[string]any, results []result, failures []string) *report {
+	rep := &report{Meta: meta, Failures: failures}
+	for _, s := range scenarios {
+		sr := &scenarioReport{ID: s.id, Title: s.title, Unit: s.unit, Higher: s.higher,
+			Peers: map[string]*summary{}, Ratios: map[string]float64{}}
+		byPeer := map[string][]result{}
+		var peers []string
+		for _, r := range results {
+			if r.Scenario != s.id {
+				continue
+			}
+			if _, ok := byPeer[r.Peer]; !ok {
+				peers = append(peers, r.Peer)
+			}
+			byPeer[r.Peer] = append(byPeer[r.Peer], r)
+		}
+		if len(peers) == 0 {
+			continue
+		}
+		for _, name := range peers {
+			sr.Peers[name] = summarize(byPeer[name])
+		}
+		if fg, ok := sr.Peers["flowgate"]; ok && fg.Runs > 0 {
+			for name, sm := range sr.Peers {
+				if name == "flowgate" || name == "direct" || sm.Runs == 0 || sm.Value == 0 {
+					continue
+				}
+				sr.Ratios[name] = fg.Value / sm.Value
+			}
+		}
+		rep.Scenarios = append(rep.Scenarios, sr)
+	}
+	rep.Targets = targets(rep)
+	return rep
+}
+
+func summarize(rs []result) *summary {
+	sm := &summary{Extra: map[string]float64{}}
+	var value, p50, p99, cpu, core, peak []float64
+	extra := map[string][]float64{}
+	for _, r := range rs {
+		if r.Error != "" {
+			sm.Failed++
+			continue
+		}
+		sm.Runs++
+		value = append(value, r.Value)
+		p50 = append(p50, r.P50us)
+		p99 = append(p99, r.P99us)
+		cpu = append(cpu, r.CPUPerReqUs)
+		core = append(core, r.CoreUse)
+		peak = append(peak, float64(r.PeakRSSKB))
+		for k, v := range r.Extra {
+			extra[k] = append(extra[k], v)
+		}
+	}
+	if sm.Runs == 0 {
+		return sm
+	}
+	sm.Value, sm.P50us, sm.P99us = median(value), median(p50), median(p99)
+	sm.CPUPerReqUs, sm.CoreUse, sm.PeakRSSKB = median(cpu), median(core), median(peak)
+	for k, v := range extra {
+		sm.Extra[k] = median(v)
+	}
+	return sm
+}
+
+func (r *report) scenario(id string) *scenarioReport {
+	for _, s := range r.Scenarios {
+		if s.ID == id {
+			return s
+		}
+	}
+	return nil
+}
+
+// targets evaluates flowgate's goals from the medians of this run.
+func targets(r *report) []target {
+	var out []target
+	add := func(name, want string, got float64, met bool) {
+		if !math.IsNaN(got) && !math.IsInf(got, 0) {
+			out = append(out, target{Name: name, Want: want, Got: round3(got), Met: met})
+		}
+	}
+	peerRatio := func(id, peer string, f func(*summary) float64) (float64, bool) {
+		s := r.scenario(id)
+		if s == nil {
+			return 0, false
+		}
+		fg, p := s.Peers["flowgate"], s.Peers[peer]
+		if fg == nil || p == nil || fg.Runs == 0 || p.Runs == 0 || f(p) == 0 {
+			return 0, false
+		}
+		return f(fg) / f(p), true
+	}
+	if v, ok := peerRatio("h1-keepalive-1k", "nginx", func(s *summary) float64 { return s.Value }); ok {
+		add("keep-alive HTTPS req/s, flowgate/nginx", ">= 1.0", v, v >= 1.0)
+	}
+	if v, ok := peerRatio("h1-keepalive-1k", "nginx", func(s *summary) float64 { return s.P99us }); ok {
+		add("keep-alive HTTPS p99 latency, flowgate/nginx", "<= 1.2", v, v <= 1.2)
+	}
+	if v, ok := peerRatio("tls-full", "nginx", func(s *summary) float64 { return s.Value }); ok {
+		add("full TLS handshakes/s, flowgate/nginx", ">= 0.8", v, v >= 0.8)
+	}
+	for _, s := range r.Scenarios {
+		v, ok := peerRatio(s.ID, "caddy", func(s *summary) float64 { return s.Value })
+		if !ok {
+			continue
+		}
+		if s.Higher {
+			add(s.ID+" vs Caddy, flowgate/caddy", ">= 1.2", v, v >= 1.2)
+		} else {
+			// Lower is better: Caddy must need 1.2x what flowgate needs.
+			add(s.ID+" vs Caddy, flowgate/caddy (lower is better)", "<= 0.833", v, v > 0 && v <= 1/1.2)
+		}
+	}
+	if s := r.scenario("ws-idle"); s != nil {
+		if fg := s.Peers["flowgate"]; fg != nil && fg.Runs > 0 {
+			add("idle WebSocket memory, KiB per connection", "<= 24", fg.Value, fg.Value <= 24)
+		}
+	}
+	return out
+}
+
+func round3(v float64) float64 { return math.Round(v*1000) / 1000 }
+
+// write stores results.json and results.md in dir.
+func (r *report) write(dir string) error {
+	js, err := json.MarshalIndent(r, "", "  ")
+	if err != nil {
+		return err
+	}
+	if err := os.WriteFile(filepath.Join(dir, "results.json"), append(js, '\n'), 0o644); err != nil {
+		return err
+	}
+	return os.WriteFile(filepath.Join(dir, "results.md"), []byte(r.markdown()), 0o644)
+}
+
+// displayPeers are the peers in the order of the tables.
+var displayPeers = []string{"flowgate", "nginx", "haproxy", "caddy"}
+
+var displayName = map[string]string{"flowgate": "flowgate", "nginx": "nginx", "haproxy": "HAProxy", "caddy": "Caddy"}
+
+// markdown renders the summary table, the details and the targets.
+func (r *report) markdown() string {
+	var b strings.Builder
+	peers := slices.DeleteFunc(slices.Clone(displayPeers), func(p string) bool {
+		for _, s := range r.Scenarios {
+			if _, ok := s.Peers[p]; ok {
+				return false
+			}
+		}
+		return true
+	})
+	others := slices.DeleteFunc(slices.Clone(peers), func(p string) bool { return p == "flowgate" })
+
+	fmt.Fprintf(&b, "Medians of %v run(s) of %vs per peer and scenario; peers alternate run by run. "+
+		"Proxy pinned to core %v (GOMAXPROCS=1 / 1 worker / 1 thread), load generators and upstreams on core %v.\n\n",
+		r.Meta["runs"], r.Meta["run_seconds"], r.Meta["proxy_core"], r.Meta["load_core"])
+	b.WriteString("| Scenario | Unit |")
+	for _, p := range peers {
+		fmt.Fprintf(&b, " %s |", displayName[p])
+	}
+	for _, p := range others {
+		fmt.Fprintf(&b, " flowgate/%s |", displayName[p])
+	}
+	b.WriteString("\n|---|---|")
+	b.WriteString(strings.Repeat("---:|", len(peers)+len(others)))
+	b.WriteString("\n")
+	for _, s := range r.Scenarios {
+		unit := s.Unit
+		if !s.Higher {
+			unit += " (lower is better)"
+		}
+		fmt.Fprintf(&b, "| %s | %s |", s.Title, unit)
+		for _, p := range peers {
+			fmt.Fprintf(&b, " %s |", cell(s.Peers[p], func(sm *summary) string { return num(sm.Value) }))
+		}
+		for _, p := range others {
+			if v, ok := s.Ratios[p]; ok {
+				fmt.Fprintf(&b, " %.2f |", v)
+			} else {
+				b.WriteString(" – |")
+			}
+		}
+		b.WriteString("\n")
+	}
+
+	b.WriteString("\nDetails: p50 / p99 latency (ms), proxy CPU per request (µs), proxy core use, peak RSS (MiB).\n\n")
+	b.WriteString("| Scenario | Figure |")
+	for _, p := range peers {
+		fmt.Fprintf(&b, " %s |", displayName[p])
+	}
+	b.WriteString("\n|---|---|")
+	b.WriteString(strings.Repeat("---:|", len(peers)))
+	b.WriteString("\n")
+	row := func(s *scenarioReport, label string, f func(*summary) string) {
+		fmt.Fprintf(&b, "| %s | %s |", s.ID, label)
+		for _, p := range peers {
+			fmt.Fprintf(&b, " %s |", cell(s.Peers[p], f))
+		}
+		b.WriteString("\n")
+	}
+	for _, s := range r.Scenarios {
+		switch s.ID {
+		case "ws-idle":
+			row(s, "RSS with the sockets open (MiB)", func(sm *summary) string { return fmt.Sprintf("%.1f", sm.PeakRSSKB/1024) })
+			continue
+		case "latency-1conn":
+			row(s, "p50 / p99 added (µs)", func(sm *summary) string {
+				return fmt.Sprintf("%.0f / %.0f", sm.Extra["p50_added_us"], sm.Extra["p99_added_us"])
+			})
+			if d := s.Peers["direct"]; d != nil && d.Runs > 0 {
+				fmt.Fprintf(&b, "| %s | upstream direct p50 / p99 (µs) | %.0f / %.0f |%s\n", s.ID, d.P50us, d.P99us, strings.Repeat(" |", len(peers)-1))
+			}
+			continue
+		}
+		row(s, "p50 / p99 (ms)", func(sm *summary) string { return fmt.Sprintf("%.2f / %.2f", sm.P50us/1000, sm.P99us/1000) })
+		row(s, "CPU µs/req, core use", func(sm *summary) string {
+			return fmt.Sprintf("%.0f, %.0f%%", sm.CPUPerReqUs, 100*sm.CoreUse)
+		})
+		row(s, "peak RSS (MiB)", func(sm *summary) string { return fmt.Sprintf("%.1f", sm.PeakRSSKB/1024) })
+		if s.ID == "tls-resume" {
+			row(s, "resumed: client / server-reported", func(sm *summary) string {
+				if sm.Extra["server_reported"] == 0 {
+					return fmt.Sprintf("%.0f / n/a", sm.Extra["client_resumed"])
+				}
+				return fmt.Sprintf("%.0f / %.0f", sm.Extra["client_resumed"], sm.Extra["server_resumed"])
+			})
+		}
+	}
+
+	if len(r.Targets) > 0 {
+		b.WriteString("\nTargets (ratios from this run; a missed target is reported, not a failure):\n\n")
+		b.WriteString("| Target | Want | Got | Met |\n|---|---|---:|---|\n")
+		for _, t := range r.Targets {
+			met := "no"
+			if t.Met {
+				met = "yes"
+			}
+			fmt.Fprintf(&b, "| %s | %s | %.3g | %s |\n", t.Name, t.Want, t.Got, met)
+		}
+	}
+	if len(r.Failures) > 0 {
+		b.WriteString("\nFailures:\n\n")
+		for _, f := range r.Failures {
+			fmt.Fprintf(&b, "- %s\n", f)
+		}
+	}
+	return b.String()
+}
+
+func cell(sm *summary, f func(*summary) string) string {
+	if sm == nil {
+		return "–"
+	}
+	if sm.Runs == 0 {
+		return "failed"
+	}
+	return f(sm)
+}
+
+// num formats a figure with a precision that suits its size.
+func num(v float64) string {
+	switch {
+	case math.IsNaN(v):
+		return "–"
+	case math.Abs(v) >= 100:
+		return fmt.Sprintf("%.0f", v)
+	case math.Abs(v) >= 10:
+		return fmt.Sprintf("%.1f", v)
+	}
+	return fmt.Sprintf("%.2f", v)
+}
+
+// versions reports what was measured, for results.json.
+func versions(flowgate string) map[string]string {
+	out := map[string]string{}
+	run := func(key string, name string, args ...string) {
+		b, err := exec.Command(name, args...).CombinedOutput()
+		if err == nil {
+			out[key] = strings.TrimSpace(strings.SplitN(string(b), "\n", 2)[0])
+		}
+	}
+	run("flowgate_version", flowgate, "version")
+	run("nginx_version", "nginx", "-v")
+	run("haproxy_version", "haproxy", "-v")
+	run("caddy_version", "caddy", "version")
+	run("wrk_version", "wrk", "-v")
+	run("h2load_version", "h2load", "--version")
+	run("kernel", "uname", "-r")
+	for line := range strings.SplitSeq(readFileString("/proc/cpuinfo"), "\n") {
+		if v, ok := strings.CutPrefix(line, "model name"); ok {
+			out["cpu"] = strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(v), ":"))
+			break
+		}
+	}
+	return out
+}
+
+func readFileString(path string) string {
+	b, _ := os.ReadFile(path)
+	return string(b)
+}
+
+// runReport re-renders OUT/runs.jsonl, e.g. after a run was interrupted.
+func runReport(args []string, stdout io.Writer) error {
+	fs := flag.NewFlagSet("flowbench report", flag.ContinueOnError)
+	out := fs.String("out", "test/artifacts/bench", "`DIR` holding runs.jsonl")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	f, err := os.Open(filepath.Join(*out, "runs.jsonl"))
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	var results []result
+	var failures []string
+	runs, secs := 0, 0.0
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	for sc.Scan() {
+		var r result
+		if err := json.Unmarshal(sc.Bytes(), &r); err != nil {
+			return fmt.Errorf("runs.jsonl: %w", err)
+		}
+		results = append(results, r)
+		runs = max(runs, r.Run+1)
+		if r.Seconds > secs {
+			secs = r.Seconds
+		}
+		if r.Error != "" {
+			failures = append(failures, fmt.Sprintf("%s/%s run %d: %s", r.Scenario, r.Peer, r.Run, r.Error))
+		}
+	}
+	if len(results) == 0 {
+		return errors.New("runs.jsonl holds no result")
+	}
+	meta := map[string]any{"runs": runs, "run_seconds": math.Round(secs), "proxy_core": proxyCore, "load_core": loadCore}
+	rep := buildReport(meta, results, failures)
+	if err := rep.write(*out); err != nil {
+		return err
+	}
+	fmt.Fprint(stdout, rep.markdown())
+	return nil
+}
