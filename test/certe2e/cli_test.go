@@ -93,7 +93,7 @@ func TestCertIssueAndShow(t *testing.T) {
 		}
 	}
 	if !t.Failed() {
-		figure(t, "flowgate cert issue: serial %s for example.test and 127.0.0.1, 365 days, verified by openssl; flowgate cert show read it back from the listener (%s days left)", serial, after)
+		harness.Figure(t, "flowgate cert issue: serial %s for example.test and 127.0.0.1, 365 days, verified by openssl; flowgate cert show read it back from the listener (%s days left)", serial, after)
 	}
 }
 

@@ -31,12 +31,12 @@ func TestHotReloadUnderLoad(t *testing.T) {
 		minRate  = 200.0                  // handshakes per second required
 		maxDelay = time.Second            // p99 from a write to its first handshake
 	)
-	ca := newTestCA(t)
+	ca := harness.NewTestCA(t)
 	files := newCertFiles(t.TempDir())
 	pairs := make([]pemPair, 1+renames+inPlace)
 	generation := make(map[string]int)
 	for i := range pairs {
-		pairs[i] = ca.leaf(t, 0x10000+int64(i))
+		pairs[i] = newPair(t, ca, 0x10000+int64(i))
 		generation[pairs[i].serial] = i
 	}
 	files.replace(t, pairs[0])
@@ -44,10 +44,10 @@ func TestHotReloadUnderLoad(t *testing.T) {
 	fg := harness.StartFlowgate(t, harness.Options{
 		Args:      []string{"--cert-file", files.cert, "--key-file", files.key},
 		Upstreams: []string{stub.Addr},
-		RootCAs:   ca.pool,
+		RootCAs:   ca.Pool,
 	})
 	nameLabel := fmt.Sprintf("name=%q", files.cert)
-	failuresBefore := metric(t, fg, certs.MetricReloads, nameLabel, `result="failure"`)
+	failuresBefore := fg.Metric(t, certs.MetricReloads, nameLabel, `result="failure"`)
 
 	ctx, cancel := context.WithCancel(t.Context())
 	var res loadResult
@@ -57,7 +57,7 @@ func TestHotReloadUnderLoad(t *testing.T) {
 		res = runLoad(ctx, loadOptions{
 			addr:         fg.HTTPS,
 			serverName:   "localhost",
-			roots:        ca.pool,
+			roots:        ca.Pool,
 			workers:      8,
 			rate:         400,
 			requestEvery: 10,
@@ -141,22 +141,22 @@ func TestHotReloadUnderLoad(t *testing.T) {
 		all = append(all, d)
 	}
 	if coalesced > 0 {
-		figure(t, "hot reload under load: %d writes followed within %v by the next were served only as the newer certificate (debounced)", coalesced, burst)
+		harness.Figure(t, "hot reload under load: %d writes followed within %v by the next were served only as the newer certificate (debounced)", coalesced, burst)
 	}
 	for _, mode := range []string{"rename", "in place", "in place, slow"} {
 		ds := delays[mode]
-		figure(t, "hot reload (%s): %d writes, write-to-first-handshake p50 %v, p99 %v, max %v",
+		harness.Figure(t, "hot reload (%s): %d writes, write-to-first-handshake p50 %v, p99 %v, max %v",
 			mode, len(ds), percentile(ds, 50).Round(time.Millisecond), percentile(ds, 99).Round(time.Millisecond), percentile(ds, 100).Round(time.Millisecond))
 	}
 	p50, p99 := percentile(all, 50), percentile(all, 99)
-	figure(t, "hot reload under load: %d certificate writes, new certificate served after p50 %v, p99 %v",
+	harness.Figure(t, "hot reload under load: %d certificate writes, new certificate served after p50 %v, p99 %v",
 		len(all), p50.Round(time.Millisecond), p99.Round(time.Millisecond))
 	if p99 >= maxDelay {
 		t.Errorf("write-to-first-handshake p99: got %v; want < %v", p99, maxDelay)
 	}
 
 	rate := res.rate()
-	figure(t, "hot reload under load: %d new TLS connections in %v (%.0f handshakes/s, %d with a request), %d failed",
+	harness.Figure(t, "hot reload under load: %d new TLS connections in %v (%.0f handshakes/s, %d with a request), %d failed",
 		len(res.handshakes), res.elapsed.Round(time.Millisecond), rate, res.requests(), len(failed))
 	if rate < minRate {
 		t.Errorf("handshake rate: got %.0f/s; want at least %.0f/s", rate, minRate)
@@ -168,8 +168,8 @@ func TestHotReloadUnderLoad(t *testing.T) {
 	// The slow in-place writes leave a certificate beside the old key for
 	// longer than the debounce: flowgate must have seen the mismatch, and
 	// (as no handshake failed) kept the old pair.
-	mismatches := metric(t, fg, certs.MetricReloads, nameLabel, `result="failure"`) - failuresBefore
-	figure(t, "hot reload under load: %.0f reloads rejected while a writer had replaced the certificate but not yet its key; the old pair kept serving", mismatches)
+	mismatches := fg.Metric(t, certs.MetricReloads, nameLabel, `result="failure"`) - failuresBefore
+	harness.Figure(t, "hot reload under load: %.0f reloads rejected while a writer had replaced the certificate but not yet its key; the old pair kept serving", mismatches)
 	if mismatches < 1 {
 		t.Errorf("%s{result=\"failure\"} increase: got %v; want at least 1 from the slow in-place writes", certs.MetricReloads, mismatches)
 	}
@@ -184,15 +184,15 @@ func TestHotReloadUnderLoad(t *testing.T) {
 // counted and shown in /status; a good pair afterwards is served.
 func TestMismatchedKeyKeepsServing(t *testing.T) {
 	t.Parallel()
-	ca := newTestCA(t)
+	ca := harness.NewTestCA(t)
 	files := newCertFiles(t.TempDir())
-	a, b, other := ca.leaf(t, 0xa1), ca.leaf(t, 0xb2), ca.leaf(t, 0xc3)
+	a, b, other := newPair(t, ca, 0xa1), newPair(t, ca, 0xb2), newPair(t, ca, 0xc3)
 	files.replace(t, a)
 	fg := harness.StartFlowgate(t, harness.Options{
 		Args:    []string{"--cert-file", files.cert, "--key-file", files.key},
-		RootCAs: ca.pool,
+		RootCAs: ca.Pool,
 	})
-	opts := loadOptions{addr: fg.HTTPS, serverName: "localhost", roots: ca.pool}
+	opts := loadOptions{addr: fg.HTTPS, serverName: "localhost", roots: ca.Pool}
 	served := func() string {
 		t.Helper()
 		h, _ := dialOnce(opts, false)
@@ -204,15 +204,15 @@ func TestMismatchedKeyKeepsServing(t *testing.T) {
 	nameLabel := fmt.Sprintf("name=%q", files.cert)
 	reloads := func(result string) float64 {
 		t.Helper()
-		return metric(t, fg, certs.MetricReloads, nameLabel, fmt.Sprintf("result=%q", result))
+		return fg.Metric(t, certs.MetricReloads, nameLabel, fmt.Sprintf("result=%q", result))
 	}
 	if got := served(); got != a.serial {
 		t.Fatalf("served serial at start: got %s; want %s", got, a.serial)
 	}
 	failures, successes := reloads(certs.ResultFailure), reloads(certs.ResultSuccess)
 
-	replaceFile(t, files.key, other.key)
-	if !poll(10*time.Second, func() bool { return reloads(certs.ResultFailure) > failures }) {
+	harness.ReplaceFile(t, files.key, other.key)
+	if !harness.Poll(10*time.Second, func() bool { return reloads(certs.ResultFailure) > failures }) {
 		t.Fatalf("%s{result=\"failure\"} stayed at %v after the key was replaced with another certificate's; want it counted", certs.MetricReloads, failures)
 	}
 	if got := served(); got != a.serial {
@@ -228,11 +228,11 @@ func TestMismatchedKeyKeepsServing(t *testing.T) {
 	if c := st.Certificates[0]; c.Serial != a.serial || !strings.Contains(c.LastError, files.key) {
 		t.Errorf("/status certificate: got serial %s, last_error %q; want %s and an error naming %s", c.Serial, c.LastError, a.serial, files.key)
 	} else {
-		figure(t, "mismatched key: still serving serial %s; /status last_error %q", c.Serial, c.LastError)
+		harness.Figure(t, "mismatched key: still serving serial %s; /status last_error %q", c.Serial, c.LastError)
 	}
 
 	files.replace(t, b)
-	if !poll(5*time.Second, func() bool { return served() == b.serial }) {
+	if !harness.Poll(5*time.Second, func() bool { return served() == b.serial }) {
 		t.Fatalf("served serial after a good pair was written: got %s; want %s within 5s", served(), b.serial)
 	}
 	if got := reloads(certs.ResultSuccess); got <= successes {

@@ -37,7 +37,7 @@ func TestIssuerRotation(t *testing.T) {
 	stub := harness.StartStub(t, "n1")
 	fg := harness.StartFlowgate(t, harness.Options{Args: args, Upstreams: []string{stub.Addr}, Config: config})
 	caPEM, roots := fetchCA(t, fg)
-	rotationsBefore := metric(t, fg, certs.MetricIssuerRotations, `result="success"`)
+	rotationsBefore := fg.Metric(t, certs.MetricIssuerRotations, `result="success"`)
 
 	ctx, cancel := context.WithTimeout(t.Context(), runFor)
 	defer cancel()
@@ -95,8 +95,8 @@ func TestIssuerRotation(t *testing.T) {
 	for i := 1; i < len(order); i++ {
 		intervals = append(intervals, seen[order[i]].Sub(seen[order[i-1]]))
 	}
-	rotations := metric(t, fg, certs.MetricIssuerRotations, `result="success"`) - rotationsBefore
-	figure(t, "issuer rotation (leaf_lifetime 20s, renew_before 10s): %d rotations in %v (%d distinct leaves served, %v between them at the median), %d verified new TLS connections (%.0f/s), %d failed, least validity left on a served leaf %v",
+	rotations := fg.Metric(t, certs.MetricIssuerRotations, `result="success"`) - rotationsBefore
+	harness.Figure(t, "issuer rotation (leaf_lifetime 20s, renew_before 10s): %d rotations in %v (%d distinct leaves served, %v between them at the median), %d verified new TLS connections (%.0f/s), %d failed, least validity left on a served leaf %v",
 		int(rotations), res.elapsed.Round(time.Second), len(order), percentile(intervals, 50).Round(100*time.Millisecond),
 		len(res.handshakes), res.rate(), len(failed), minLeft.Round(100*time.Millisecond))
 	if len(order) < minRotations+1 {
@@ -152,7 +152,7 @@ func TestIssuerRotation(t *testing.T) {
 	if _, err := fg2.WaitLog(0, "reusing the saved certificate", time.Second); err != nil {
 		t.Errorf("restart log: %v", err)
 	}
-	figure(t, "issuer restart with the same state directory: same CA, leaf %s reused (%v from SIGTERM to serving)",
+	harness.Figure(t, "issuer restart with the same state directory: same CA, leaf %s reused (%v from SIGTERM to serving)",
 		h2.serial, started.Sub(stopped).Round(time.Millisecond))
 }
 

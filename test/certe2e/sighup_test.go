@@ -21,16 +21,16 @@ import (
 // reload get B, and the kept-alive connection goes on working.
 func TestSIGHUPSwapsCertificateFiles(t *testing.T) {
 	t.Parallel()
-	ca := newTestCA(t)
+	ca := harness.NewTestCA(t)
 	filesA, filesB := newCertFiles(t.TempDir()), newCertFiles(t.TempDir())
-	a, b := ca.leaf(t, 0xaaa), ca.leaf(t, 0xbbb)
+	a, b := newPair(t, ca, 0xaaa), newPair(t, ca, 0xbbb)
 	filesA.replace(t, a)
 	filesB.replace(t, b)
 	config := func(f certFiles) string {
 		return fmt.Sprintf("tls:\n  certificates:\n    - cert_file: %q\n      key_file: %q\n", f.cert, f.key)
 	}
 	stub := harness.StartStub(t, "n1")
-	fg := harness.StartFlowgate(t, harness.Options{Config: config(filesA), Upstreams: []string{stub.Addr}, RootCAs: ca.pool})
+	fg := harness.StartFlowgate(t, harness.Options{Config: config(filesA), Upstreams: []string{stub.Addr}, RootCAs: ca.Pool})
 
 	// One client on a single kept-alive connection, the way a browser
 	// holds its connection across a reload.
@@ -71,7 +71,7 @@ func TestSIGHUPSwapsCertificateFiles(t *testing.T) {
 		keepAliveNew      int
 	)
 	wg.Go(func() {
-		res = runLoad(ctx, loadOptions{addr: fg.HTTPS, serverName: "localhost", roots: ca.pool, workers: 2, rate: 100, requestEvery: 2, path: "/headers"})
+		res = runLoad(ctx, loadOptions{addr: fg.HTTPS, serverName: "localhost", roots: ca.Pool, workers: 2, rate: 100, requestEvery: 2, path: "/headers"})
 	})
 	wg.Go(func() {
 		tick := time.NewTicker(10 * time.Millisecond)
@@ -101,7 +101,7 @@ func TestSIGHUPSwapsCertificateFiles(t *testing.T) {
 	reloaded := time.Now()
 	// The reload is complete when flowgate says so: the very next handshake
 	// gets B.
-	h, _ := dialOnce(loadOptions{addr: fg.HTTPS, serverName: "localhost", roots: ca.pool}, false)
+	h, _ := dialOnce(loadOptions{addr: fg.HTTPS, serverName: "localhost", roots: ca.Pool}, false)
 	if h.err != nil || h.serial != b.serial {
 		t.Errorf("first new TLS connection after the reload: got serial %q, %v; want %s", h.serial, h.err, b.serial)
 	}
@@ -151,9 +151,11 @@ func TestSIGHUPSwapsCertificateFiles(t *testing.T) {
 	if strings.Contains(page, `name="`+filesA.cert+`"`) {
 		t.Errorf("/metrics still has series for the replaced certificate %s", filesA.cert)
 	}
-	if sumSamples(page, "flowgate_certificate_not_after_timestamp_seconds", `name="`+filesB.cert+`"`) == 0 {
+	if notAfter, err := harness.MetricSum(page, "flowgate_certificate_not_after_timestamp_seconds", `name="`+filesB.cert+`"`); err != nil {
+		t.Errorf("/metrics: %v", err)
+	} else if notAfter == 0 {
 		t.Errorf("/metrics has no flowgate_certificate_not_after_timestamp_seconds for %s", filesB.cert)
 	}
-	figure(t, "SIGHUP swapping certificate files: %d new TLS connections (%d with A, then %d with B), %d failed; %d requests on one kept-alive connection across the reload, %d failed",
+	harness.Figure(t, "SIGHUP swapping certificate files: %d new TLS connections (%d with A, then %d with B), %d failed; %d requests on one kept-alive connection across the reload, %d failed",
 		len(res.handshakes), beforeA, afterB, len(res.failures()), keepAliveRequests, len(keepAliveErrs))
 }
