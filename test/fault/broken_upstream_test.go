@@ -139,7 +139,7 @@ func TestBrokenUpstream(t *testing.T) {
 				if d < 900*time.Millisecond || d > 5*time.Second {
 					t.Errorf("504 after %v; want about the response_header_timeout of 1s", d)
 				}
-				figure(t, "upstream that never answers (%s): 504 after %v (upstreams.response_header_timeout 1s)", proto, d.Round(time.Millisecond))
+				harness.Figure(t, "upstream that never answers (%s): 504 after %v (upstreams.response_header_timeout 1s)", proto, d.Round(time.Millisecond))
 			})
 			t.Run("resets mid-response", func(t *testing.T) {
 				// The client must learn that the response broke: either the
@@ -151,11 +151,11 @@ func TestBrokenUpstream(t *testing.T) {
 				case err == nil:
 					t.Errorf("got status %d and %d bytes without an error; want the response aborted", resp.StatusCode, len(body))
 				case resp == nil:
-					figure(t, "upstream reset mid-response (%s): the client's request failed with %q", proto, err)
+					harness.Figure(t, "upstream reset mid-response (%s): the client's request failed with %q", proto, err)
 				case resp.StatusCode != http.StatusOK || len(body) >= resetPromised:
 					t.Errorf("got status %d, %d bytes, then %v; want the upstream's 200 and fewer than %d bytes", resp.StatusCode, len(body), err, resetPromised)
 				default:
-					figure(t, "upstream reset mid-response (%s): client got status 200, %d of %d bytes, then %q", proto, len(body), resetPromised, err)
+					harness.Figure(t, "upstream reset mid-response (%s): client got status 200, %d of %d bytes, then %q", proto, len(body), resetPromised, err)
 				}
 			})
 			t.Run("malformed response", func(t *testing.T) {
@@ -195,7 +195,7 @@ func TestBrokenUpstream(t *testing.T) {
 		if rerr == nil || ctx.Err() != nil {
 			t.Fatalf("read on the dropped socket: got %v after %v; want the socket closed promptly", rerr, d)
 		}
-		figure(t, "upstream dropped a WebSocket: the client's socket ended %v after its first frame (%q)", d.Round(time.Microsecond), errText(rerr))
+		harness.Figure(t, "upstream dropped a WebSocket: the client's socket ended %v after its first frame (%q)", d.Round(time.Microsecond), errText(rerr))
 		for i := range 3 {
 			msg := []byte{'m', byte('0' + i)}
 			if err := good.Write(ctx, websocket.MessageText, msg); err != nil {
@@ -205,7 +205,7 @@ func TestBrokenUpstream(t *testing.T) {
 				t.Fatalf("healthy WebSocket echo after the drop: got %q, %v; want %q", got, err, msg)
 			}
 		}
-		if !poll(5*time.Second, func() bool { return fg.Status().WebSockets == 1 }) {
+		if !harness.Poll(5*time.Second, func() bool { return fg.Status().WebSockets == 1 }) {
 			t.Errorf("/status websockets: got %d; want 1 (the healthy one) after the drop", fg.Status().WebSockets)
 		}
 		good.Close(websocket.StatusNormalClosure, "")
@@ -222,7 +222,7 @@ func TestBrokenUpstream(t *testing.T) {
 	if bad > 0 || len(statuses) < 20 {
 		t.Errorf("healthy client: %d of %d requests failed (errors %v); want all 200 and at least 20", bad, len(statuses), errs)
 	}
-	figure(t, "while one client hit broken upstreams, a concurrent client got %d/%d 200s", len(statuses)-bad, len(statuses))
+	harness.Figure(t, "while one client hit broken upstreams, a concurrent client got %d/%d 200s", len(statuses)-bad, len(statuses))
 	if pe := raw.parseErrors(); len(pe) > 0 {
 		t.Errorf("the upstream could not parse what flowgate sent: %v", pe)
 	}

@@ -129,7 +129,7 @@ func TestKillDuringIssuerWrite(t *testing.T) {
 		summary = append(summary, fmt.Sprintf("%s: %d", k, v))
 	}
 	sort.Strings(summary)
-	figure(t, "kill -9 during the issuer's first writes (%d kills swept over %v..%v after exec, around the writes of a %v start-up): state left %s; torn files 0; every restart served a certificate verified by the saved CA; CA reused %d of %d times it was whole; %d temporary files left behind",
+	harness.Figure(t, "kill -9 during the issuer's first writes (%d kills swept over %v..%v after exec, around the writes of a %v start-up): state left %s; torn files 0; every restart served a certificate verified by the saved CA; CA reused %d of %d times it was whole; %d temporary files left behind",
 		iterations, from.Round(100*time.Microsecond), to.Round(100*time.Microsecond), startup.Round(time.Millisecond), strings.Join(summary, ", "), reused, whole, leftovers)
 }
 

@@ -168,7 +168,7 @@ func TestIdleConnectionsAndWebSockets(t *testing.T) {
 	}
 	conns = nil
 	closedAt := time.Now()
-	if !poll(15*time.Second, func() bool { return clientFDs() <= clientFDsBefore+2 }) {
+	if !harness.Poll(15*time.Second, func() bool { return clientFDs() <= clientFDsBefore+2 }) {
 		t.Errorf("descriptors after every client closed, without pooled upstream connections: got %d; want about the %d before", clientFDs(), clientFDsBefore)
 	}
 	released := time.Since(closedAt)
@@ -176,8 +176,8 @@ func TestIdleConnectionsAndWebSockets(t *testing.T) {
 		t.Errorf("/status websockets after closing: got %d; want 0", got)
 	}
 	rssAfter, fdsAfter, pooled := rssKB(t, pid), fdCount(t, pid), connsTo(t, stub.Addr)
-	figure(t, "%d idle keep-alive TLS connections + %d WebSockets (opened in %v + WebSockets): flowgate RSS %d KiB before, %d KiB during (+%d B per connection), %d KiB after",
+	harness.Figure(t, "%d idle keep-alive TLS connections + %d WebSockets (opened in %v + WebSockets): flowgate RSS %d KiB before, %d KiB during (+%d B per connection), %d KiB after",
 		idle, sockets, openedIn.Round(time.Millisecond), rssBefore, rssDuring, ((rssDuring-rssBefore)<<10)/open, rssAfter)
-	figure(t, "%d idle keep-alive TLS connections + %d WebSockets: flowgate descriptors %d before, %d during, %d after, of which %d pooled upstream connections (released within %v of the clients closing)",
+	harness.Figure(t, "%d idle keep-alive TLS connections + %d WebSockets: flowgate descriptors %d before, %d during, %d after, of which %d pooled upstream connections (released within %v of the clients closing)",
 		idle, sockets, fdsBefore, fdsDuring, fdsAfter, pooled, released.Round(10*time.Millisecond))
 }

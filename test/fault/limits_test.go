@@ -67,7 +67,7 @@ func TestLimits(t *testing.T) {
 		case <-time.After(5 * time.Second):
 			t.Fatalf("the waiting connection was not accepted within 5s of one closing")
 		}
-		figure(t, "http.max_connections %d: connection %d waits in the backlog (no handshake); accepted %v after one closes; admin listener unaffected",
+		harness.Figure(t, "http.max_connections %d: connection %d waits in the backlog (no handshake); accepted %v after one closes; admin listener unaffected",
 			limit, limit+1, time.Since(start).Round(time.Millisecond))
 	})
 
@@ -108,14 +108,14 @@ func TestLimits(t *testing.T) {
 		open[0].Close(websocket.StatusNormalClosure, "")
 		open = open[1:]
 		var c *websocket.Conn
-		if !poll(5*time.Second, func() bool {
+		if !harness.Poll(5*time.Second, func() bool {
 			c, _, err = dialWSCookie(ctx, fg, "/ws", nil)
 			return err == nil
 		}) {
 			t.Fatalf("a WebSocket after one closed: %v; want it accepted", err)
 		}
 		open = append(open, c)
-		figure(t, "http.max_websockets %d: WebSocket %d gets 503 with Retry-After %s; a slot frees when one closes", limit, limit+1, resp.Header.Get("Retry-After"))
+		harness.Figure(t, "http.max_websockets %d: WebSocket %d gets 503 with Retry-After %s; a slot frees when one closes", limit, limit+1, resp.Header.Get("Retry-After"))
 	})
 
 	t.Run("max_body_bytes", func(t *testing.T) {
@@ -170,7 +170,7 @@ func TestLimits(t *testing.T) {
 				t.Errorf("%s: the upstream received whole bodies of %v bytes; want none", tt.name, got)
 			}
 		}
-		figure(t, "http.max_body_bytes %d: a %d-byte body reaches the upstream whole; larger bodies get 413 with Content-Length, chunked or HTTP/2 without a length", limit, limit)
+		harness.Figure(t, "http.max_body_bytes %d: a %d-byte body reaches the upstream whole; larger bodies get 413 with Content-Length, chunked or HTTP/2 without a length", limit, limit)
 	})
 
 	t.Run("defaults", func(t *testing.T) {
@@ -178,7 +178,7 @@ func TestLimits(t *testing.T) {
 		if d.MaxConnections == 0 || d.MaxWebSockets == 0 || d.ReadHeaderTimeout == 0 || d.MaxHeaderBytes == 0 {
 			t.Errorf("default limits: got %+v; want connections, WebSockets, header timeout and header size bounded", d)
 		}
-		figure(t, "defaults: http.max_connections %d per listener, http.max_websockets %d, http.max_header_bytes %d, http.read_header_timeout %v, http.idle_timeout %v, http.max_body_bytes %d (0 = unlimited), upstreams.response_header_timeout %v",
+		harness.Figure(t, "defaults: http.max_connections %d per listener, http.max_websockets %d, http.max_header_bytes %d, http.read_header_timeout %v, http.idle_timeout %v, http.max_body_bytes %d (0 = unlimited), upstreams.response_header_timeout %v",
 			d.MaxConnections, d.MaxWebSockets, d.MaxHeaderBytes, d.ReadHeaderTimeout, d.IdleTimeout, d.MaxBodyBytes, agent.Default().Upstreams.ResponseHeaderTimeout)
 	})
 }

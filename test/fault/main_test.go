@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"crypto/tls"
+	"crypto/x509"
 	"fmt"
 	"net"
 	"net/http"
@@ -25,28 +26,6 @@ import (
 // TestMain fails the package when a test leaves a goroutine behind (a
 // client connection, a fault upstream, a process reader).
 func TestMain(m *testing.M) { goleak.VerifyTestMain(harness.M(m)) }
-
-// figure logs a measured figure with the "FIGURE:" prefix that the README's
-// Reliability section is collected from (go test -v ./test/fault | grep FIGURE).
-func figure(t testing.TB, format string, args ...any) {
-	t.Helper()
-	t.Logf("FIGURE: "+format, args...)
-}
-
-// poll calls f every 50 ms until it returns true or timeout passes, and
-// reports whether f returned true.
-func poll(timeout time.Duration, f func() bool) bool {
-	deadline := time.Now().Add(timeout)
-	for {
-		if f() {
-			return true
-		}
-		if time.Now().After(deadline) {
-			return false
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-}
 
 // pidOf finds the process whose command line holds the argument marker (a
 // path unique to one test, such as its --state-dir), so that its /proc
@@ -194,6 +173,18 @@ func tryDialTLS(fg *harness.Flowgate, timeout time.Duration) (*tls.Conn, error) 
 	return c, nil
 }
 
+// servedSerial completes a TLS handshake with addr, verifying the chain
+// against roots for 127.0.0.1, and returns the leaf's serial in hex.
+func servedSerial(addr string, roots *x509.CertPool) (string, error) {
+	d := &net.Dialer{Timeout: 5 * time.Second}
+	c, err := tls.DialWithDialer(d, "tcp", addr, &tls.Config{RootCAs: roots, ServerName: "127.0.0.1"})
+	if err != nil {
+		return "", err
+	}
+	defer c.Close()
+	return fmt.Sprintf("%x", c.ConnectionState().PeerCertificates[0].SerialNumber), nil
+}
+
 // exchange writes raw bytes on a new TLS connection and reads every
 // response until flowgate closes the connection or the wait passes.
 func exchange(t testing.TB, fg *harness.Flowgate, raw string, wait time.Duration) []*http.Response {
@@ -241,44 +232,4 @@ func percentile(ds []time.Duration, p float64) time.Duration {
 	slices.Sort(ds)
 	i := int(float64(len(ds)-1) * p / 100)
 	return ds[i]
-}
-
-// metric sums the samples of a metric family on the admin /metrics page
-// whose line contains every one of labels (e.g. `result="failure"`).
-func metric(t testing.TB, fg *harness.Flowgate, name string, labels ...string) float64 {
-	t.Helper()
-	code, body := fg.AdminGet("/metrics")
-	if code != http.StatusOK {
-		t.Fatalf("admin /metrics: got status %d; want 200", code)
-	}
-	sum := 0.0
-	for line := range strings.SplitSeq(body, "\n") {
-		if !strings.HasPrefix(line, name+" ") && !strings.HasPrefix(line, name+"{") {
-			continue
-		}
-		match := true
-		for _, l := range labels {
-			if !strings.Contains(line, l) {
-				match = false
-			}
-		}
-		if !match {
-			continue
-		}
-		fields := strings.Fields(line)
-		// OpenMetrics lines may end with a timestamp after the value; the
-		// value follows the closing brace or the name.
-		for i, f := range fields {
-			if strings.HasSuffix(f, "}") || f == name {
-				if i+1 < len(fields) {
-					v, err := strconv.ParseFloat(fields[i+1], 64)
-					if err == nil {
-						sum += v
-					}
-				}
-				break
-			}
-		}
-	}
-	return sum
 }

@@ -47,7 +47,7 @@ func TestOversizedRequests(t *testing.T) {
 			answers = append(answers, fmt.Sprintf("%s (%d bytes): %d", tt.name, len(tt.raw), resps[0].StatusCode))
 		})
 	}
-	figure(t, "oversized requests, default http.max_header_bytes 64 KiB:\n%s", strings.Join(answers, "\n"))
+	harness.Figure(t, "oversized requests, default http.max_header_bytes 64 KiB:\n%s", strings.Join(answers, "\n"))
 
 	// A burst of oversized requests, 8 at a time, must not grow the
 	// process: each is refused after at most the limit has been read.
@@ -80,6 +80,6 @@ func TestOversizedRequests(t *testing.T) {
 	if resp.StatusCode != http.StatusOK {
 		t.Errorf("a normal request after the burst: got status %d; want 200", resp.StatusCode)
 	}
-	figure(t, "oversized requests: %d requests of %d KiB headers refused with 431; flowgate RSS %d KiB before, %d KiB after",
+	harness.Figure(t, "oversized requests: %d requests of %d KiB headers refused with 431; flowgate RSS %d KiB before, %d KiB after",
 		burst, over>>10, rssBefore, rssAfter)
 }

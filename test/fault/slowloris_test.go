@@ -130,7 +130,7 @@ func TestSlowloris(t *testing.T) {
 		if lo, med := cuts[0], cuts[len(cuts)/2]; lo < timeout-500*time.Millisecond || med > timeout+500*time.Millisecond {
 			t.Errorf("slow connections cut from %v, median %v after their first byte; want about %v", lo, med, timeout)
 		}
-		figure(t, "slowloris: %d TLS connections sending headers a byte every %v (opened in %v): %d cut by read_header_timeout %v; cut after first byte min %v / median %v / max %v; flowgate's last words %v; all gone %v after the first dial",
+		harness.Figure(t, "slowloris: %d TLS connections sending headers a byte every %v (opened in %v): %d cut by read_header_timeout %v; cut after first byte min %v / median %v / max %v; flowgate's last words %v; all gone %v after the first dial",
 			slow, byteEvery, opened.Round(time.Millisecond), len(cuts), timeout,
 			cuts[0].Round(time.Millisecond), cuts[len(cuts)/2].Round(time.Millisecond), cuts[len(cuts)-1].Round(time.Millisecond),
 			answers, total.Round(time.Millisecond))
@@ -146,13 +146,13 @@ func TestSlowloris(t *testing.T) {
 	if p99 > 100*time.Millisecond {
 		t.Errorf("normal client during the slowloris: p99 %v; want under 100ms", p99)
 	}
-	figure(t, "slowloris: a normal client meanwhile sent %d requests, 0 failed: p50 %v, p99 %v, max %v",
+	harness.Figure(t, "slowloris: a normal client meanwhile sent %d requests, 0 failed: p50 %v, p99 %v, max %v",
 		len(latencies), p50.Round(10*time.Microsecond), p99.Round(10*time.Microsecond), pmax.Round(10*time.Microsecond))
 
-	if !poll(5*time.Second, func() bool { return fdCount(t, pid) <= fdsBefore+5 }) {
+	if !harness.Poll(5*time.Second, func() bool { return fdCount(t, pid) <= fdsBefore+5 }) {
 		t.Errorf("flowgate's descriptors after the slowloris: got %d; want about the %d before", fdCount(t, pid), fdsBefore)
 	}
-	figure(t, "slowloris: flowgate's open descriptors %d before, %d when the last slow connection was opened, %d after", fdsBefore, peakFDs, fdCount(t, pid))
+	harness.Figure(t, "slowloris: flowgate's open descriptors %d before, %d when the last slow connection was opened, %d after", fdsBefore, peakFDs, fdCount(t, pid))
 }
 
 // holdSlow sends an endless request header one byte at a time until

@@ -176,7 +176,7 @@ func TestSmuggling(t *testing.T) {
 			table = append(table, fmt.Sprintf("%-28s %s", p.name, strings.Join(verdict, "; ")))
 		})
 	}
-	figure(t, "request smuggling probes (flowgate's answer; requests reaching the upstream):\n%s", strings.Join(table, "\n"))
+	harness.Figure(t, "request smuggling probes (flowgate's answer; requests reaching the upstream):\n%s", strings.Join(table, "\n"))
 	if code, _ := fg.AdminGet("/healthz"); code != http.StatusOK {
 		t.Errorf("admin /healthz after the probes: got %d; want 200", code)
 	}

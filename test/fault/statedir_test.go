@@ -67,17 +67,17 @@ func TestIssuerStorageFailures(t *testing.T) {
 			}
 			// One successful rotation first, so that the failure is a
 			// change from a working state.
-			if !poll(15*time.Second, func() bool { return metric(t, fg, "flowgate_issuer_rotations_total", `result="success"`) >= 2 }) {
+			if !harness.Poll(15*time.Second, func() bool { return fg.Metric(t, "flowgate_issuer_rotations_total", `result="success"`) >= 2 }) {
 				t.Fatalf("no successful rotation within 15s with leaf_lifetime 10s")
 			}
 			files := snapshotDir(t, stateDir)
 			pid := pidOf(t, stateDir)
 
 			f.inflict(t, stateDir, pid)
-			failures := metric(t, fg, "flowgate_issuer_rotations_total", `result="failure"`)
+			failures := fg.Metric(t, "flowgate_issuer_rotations_total", `result="failure"`)
 			start := time.Now()
-			if !poll(15*time.Second, func() bool {
-				return metric(t, fg, "flowgate_issuer_rotations_total", `result="failure"`) > failures
+			if !harness.Poll(15*time.Second, func() bool {
+				return fg.Metric(t, "flowgate_issuer_rotations_total", `result="failure"`) > failures
 			}) {
 				t.Fatalf("flowgate_issuer_rotations_total{result=\"failure\"} stayed at %v for 15s; want a failed rotation counted", failures)
 			}
@@ -103,28 +103,28 @@ func TestIssuerStorageFailures(t *testing.T) {
 			if diff := compareDirs(files, snapshotDir(t, stateDir)); diff != "" {
 				t.Errorf("the state directory changed while broken: %s", diff)
 			}
-			figure(t, "issuer, %s (%s): failed rotation counted %v after the break; serials served meanwhile %v, all verified against the CA; last_error %q",
+			harness.Figure(t, "issuer, %s (%s): failed rotation counted %v after the break; serials served meanwhile %v, all verified against the CA; last_error %q",
 				f.name, f.how, detected.Round(time.Millisecond), serials, lastErr)
 
 			f.repair(t, stateDir, pid)
-			successes := metric(t, fg, "flowgate_issuer_rotations_total", `result="success"`)
+			successes := fg.Metric(t, "flowgate_issuer_rotations_total", `result="success"`)
 			// The issuer's next retry, by its backoff; SIGHUP should not
 			// wait for it (certs.Issuer.Reload: "a pending retry happens
 			// now").
-			retryIn := time.Until(time.Unix(int64(metric(t, fg, "flowgate_issuer_next_rotation_timestamp_seconds")), 0))
+			retryIn := time.Until(time.Unix(int64(fg.Metric(t, "flowgate_issuer_next_rotation_timestamp_seconds")), 0))
 			if err := fg.Reload(); err != nil {
 				t.Fatalf("reload: %v", err)
 			}
 			start = time.Now()
-			if !poll(15*time.Second, func() bool {
+			if !harness.Poll(15*time.Second, func() bool {
 				st := fg.Status()
-				return metric(t, fg, "flowgate_issuer_rotations_total", `result="success"`) > successes &&
+				return fg.Metric(t, "flowgate_issuer_rotations_total", `result="success"`) > successes &&
 					len(st.Certificates) == 1 && st.Certificates[0].LastError == ""
 			}) {
 				t.Fatalf("after the repair: no successful save within 15s; last_error %q", fg.Status().Certificates[0].LastError)
 			}
 			saved := time.Since(start)
-			figure(t, "issuer, %s: saved again %v after the repair and SIGHUP (the backoff's next retry was %v away)",
+			harness.Figure(t, "issuer, %s: saved again %v after the repair and SIGHUP (the backoff's next retry was %v away)",
 				f.name, saved.Round(time.Millisecond), retryIn.Round(time.Second))
 			if retryIn > 3*time.Second && saved > 1500*time.Millisecond {
 				t.Errorf("after SIGHUP the save waited %v, for the backoff's retry %v away; want SIGHUP to retry at once (the agent does not call the provider's Reload)", saved.Round(time.Millisecond), retryIn.Round(time.Second))

@@ -52,7 +52,7 @@ func TestStalledResponseBody(t *testing.T) {
 	if code, _ := fg.Get("/headers"); code.StatusCode != http.StatusOK {
 		t.Errorf("healthy request after the stall: got %d; want 200", code.StatusCode)
 	}
-	figure(t, "stalled upstream body: %d of %d bytes relayed, response cut after %v (read_timeout 1s): %v", n, resetPromised, took.Round(time.Millisecond), err)
+	harness.Figure(t, "stalled upstream body: %d of %d bytes relayed, response cut after %v (read_timeout 1s): %v", n, resetPromised, took.Round(time.Millisecond), err)
 }
 
 // TestRateLimit: with http.rate_limit set, a client over its burst gets 429
@@ -101,5 +101,5 @@ func TestRateLimit(t *testing.T) {
 	if resp := get("198.51.100.9"); resp.StatusCode != http.StatusOK {
 		t.Errorf("another client: got %d; want 200", resp.StatusCode)
 	}
-	figure(t, "rate limit 2/s burst 5: 8 quick requests from one client: %s", fmt.Sprint(codes))
+	harness.Figure(t, "rate limit 2/s burst 5: 8 quick requests from one client: %s", fmt.Sprint(codes))
 }
