@@ -26,10 +26,10 @@ func TestAdmin(t *testing.T) {
 	}
 
 	t.Run("metrics", func(t *testing.T) {
-		if got := metric(t, fg, "flowgate_requests_total", `code="200"`); got != 10 {
+		if got := fg.Metric(t, "flowgate_requests_total", `code="200"`); got != 10 {
 			t.Errorf(`flowgate_requests_total{code="200"}: got %v; want 10`, got)
 		}
-		if got := metric(t, fg, "flowgate_requests_total", `code="403"`); got != 1 {
+		if got := fg.Metric(t, "flowgate_requests_total", `code="403"`); got != 1 {
 			t.Errorf(`flowgate_requests_total{code="403"}: got %v; want 1`, got)
 		}
 		_, body := fg.AdminGet("/metrics")
@@ -48,7 +48,7 @@ func TestAdmin(t *testing.T) {
 				t.Errorf("/metrics has no %s", name)
 			}
 		}
-		if got := metric(t, fg, "flowgate_upstream_up"); got != 2 {
+		if got := fg.Metric(t, "flowgate_upstream_up"); got != 2 {
 			t.Errorf("flowgate_upstream_up summed over both nodes: got %v; want 2", got)
 		}
 	})

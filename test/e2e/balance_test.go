@@ -117,7 +117,7 @@ func TestFailover(t *testing.T) {
 			after++
 		}
 	}
-	retries := metric(t, fg, "flowgate_upstream_retries_total")
+	retries := fg.Metric(t, "flowgate_upstream_retries_total")
 	t.Logf("node b killed under load: %d GETs (a=%d b=%d), %d after the kill, %d failed, %.0f retried on a", len(results), counts["a"], counts["b"], after, len(failed), retries)
 	for i, r := range failed {
 		if i == 5 {
@@ -145,7 +145,7 @@ func TestFailover(t *testing.T) {
 	a.Restart()
 	back := time.Now()
 	var last result
-	if !poll(10*time.Second, func() bool {
+	if !harness.Poll(10*time.Second, func() bool {
 		last = get(fg.Client, fg.URL("/headers"))
 		return last.status == http.StatusOK && last.node == "a"
 	}) {

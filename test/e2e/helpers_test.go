@@ -9,7 +9,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -169,54 +168,4 @@ func countNodes(results []result) (map[string]int, []result) {
 		counts[r.node]++
 	}
 	return counts, failed
-}
-
-// poll calls f every 50 ms until it returns true or timeout passes.
-func poll(timeout time.Duration, f func() bool) bool {
-	deadline := time.Now().Add(timeout)
-	for {
-		if f() {
-			return true
-		}
-		if time.Now().After(deadline) {
-			return false
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-}
-
-// metric sums the samples of a metric family on the admin /metrics page
-// whose line contains every one of labels (e.g. `code="200"`).
-func metric(t *testing.T, fg *harness.Flowgate, name string, labels ...string) float64 {
-	t.Helper()
-	code, body := fg.AdminGet("/metrics")
-	if code != http.StatusOK {
-		t.Fatalf("admin /metrics: got status %d; want 200", code)
-	}
-	sum := 0.0
-	for line := range strings.SplitSeq(body, "\n") {
-		if !strings.HasPrefix(line, name+" ") && !strings.HasPrefix(line, name+"{") {
-			continue
-		}
-		ok := true
-		for _, l := range labels {
-			ok = ok && strings.Contains(line, l)
-		}
-		fields := strings.Fields(line)
-		if !ok || len(fields) < 2 {
-			continue
-		}
-		// "name{labels} value [timestamp]": the value follows the labels.
-		valueAt := 1
-		if i := strings.LastIndex(line, "} "); i >= 0 {
-			fields = strings.Fields(line[i+2:])
-			valueAt = 0
-		}
-		v, err := strconv.ParseFloat(fields[valueAt], 64)
-		if err != nil {
-			t.Fatalf("admin /metrics: bad sample %q: %v", line, err)
-		}
-		sum += v
-	}
-	return sum
 }

@@ -88,7 +88,7 @@ func TestReloadMovesTraffic(t *testing.T) {
 			}
 		})
 	}
-	if got := metric(t, fg, "flowgate_config_reloads_total", `result="failure"`); got != float64(len(tests)) {
+	if got := fg.Metric(t, "flowgate_config_reloads_total", `result="failure"`); got != float64(len(tests)) {
 		// An operator alerts on this counter; a typo in the file is the
 		// most common failure and must count too.
 		t.Errorf("flowgate_config_reloads_total{result=failure}: got %v; want %d (one per rejected SIGHUP, parse errors included)", got, len(tests))

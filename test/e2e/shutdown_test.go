@@ -56,7 +56,7 @@ func TestGracefulShutdown(t *testing.T) {
 		}
 		return sum
 	}
-	if !poll(10*time.Second, func() bool { return inFlight() == n }) {
+	if !harness.Poll(10*time.Second, func() bool { return inFlight() == n }) {
 		t.Fatalf("in flight before SIGTERM: got %d; want %d", inFlight(), n)
 	}
 	sent := time.Now()
@@ -64,7 +64,7 @@ func TestGracefulShutdown(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Once flowgate has stopped accepting, a new connection is refused.
-	refused := poll(5*time.Second, func() bool {
+	refused := harness.Poll(5*time.Second, func() bool {
 		c, err := net.DialTimeout("tcp", fg.HTTPS, time.Second)
 		if err != nil {
 			return true

@@ -112,7 +112,7 @@ func TestWebSocket(t *testing.T) {
 		if failed > 0 {
 			t.Fatalf("%d of %d sockets failed", failed, n)
 		}
-		if !poll(5*time.Second, func() bool { return fg.Status().WebSockets == n }) {
+		if !harness.Poll(5*time.Second, func() bool { return fg.Status().WebSockets == n }) {
 			t.Errorf("/status websockets with %d open: got %d; want %d", n, fg.Status().WebSockets, n)
 		}
 		// Every socket still works after all are open.
@@ -124,7 +124,7 @@ func TestWebSocket(t *testing.T) {
 		for _, c := range conns {
 			c.Close(websocket.StatusNormalClosure, "")
 		}
-		if !poll(10*time.Second, func() bool { return fg.Status().WebSockets == 0 }) {
+		if !harness.Poll(10*time.Second, func() bool { return fg.Status().WebSockets == 0 }) {
 			t.Errorf("/status websockets after closing all: got %d; want 0", fg.Status().WebSockets)
 		}
 	})
