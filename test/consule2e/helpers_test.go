@@ -1,13 +1,10 @@
 package consule2e
 
 import (
-	"bufio"
 	"fmt"
 	"net"
-	"net/http"
 	"slices"
 	"strconv"
-	"strings"
 	"testing"
 	"time"
 
@@ -144,63 +141,20 @@ func (c *cluster) consulStatus() agent.Status {
 	return st
 }
 
-// poll calls f every 20 ms until it returns true or timeout passes.
+// poll calls f every 20 ms, finer than harness.Poll, until it returns true
+// or timeout passes: the waits here are part of measured delays.
 func poll(timeout time.Duration, f func() bool) bool {
-	deadline := time.Now().Add(timeout)
-	for {
-		if f() {
-			return true
-		}
-		if time.Now().After(deadline) {
-			return false
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
-// metric returns the value of the sample of metric name whose labels
-// contain every one of labels (e.g. `service="x"`) on the admin /metrics
-// page, and false when there is none.
-func metric(t *testing.T, fg *harness.Flowgate, name string, labels ...string) (float64, bool) {
-	t.Helper()
-	code, body := fg.AdminGet("/metrics")
-	if code != http.StatusOK {
-		t.Fatalf("admin /metrics: got status %d; want 200", code)
-	}
-	sc := bufio.NewScanner(strings.NewReader(body))
-	sc.Buffer(make([]byte, 64<<10), 1<<20)
-	for sc.Scan() {
-		line := sc.Text()
-		if !strings.HasPrefix(line, name+" ") && !strings.HasPrefix(line, name+"{") {
-			continue
-		}
-		match := true
-		for _, l := range labels {
-			if !strings.Contains(line, l) {
-				match = false
-			}
-		}
-		if !match {
-			continue
-		}
-		f := strings.Fields(line)
-		v, err := strconv.ParseFloat(f[len(f)-1], 64)
-		if err != nil {
-			t.Fatalf("admin /metrics: %q: %v", line, err)
-		}
-		return v, true
-	}
-	return 0, false
+	return harness.PollEvery(timeout, 20*time.Millisecond, f)
 }
 
 // staleness returns flowgate_discovery_staleness_seconds of the service.
 func (c *cluster) staleness() float64 {
 	c.t.Helper()
-	v, ok := metric(c.t, c.fg, "flowgate_discovery_staleness_seconds", fmt.Sprintf("service=%q", c.service))
-	if !ok {
+	vs := c.fg.MetricSamples(c.t, "flowgate_discovery_staleness_seconds", fmt.Sprintf("service=%q", c.service))
+	if len(vs) == 0 {
 		c.t.Fatalf("admin /metrics: no flowgate_discovery_staleness_seconds for service %q", c.service)
 	}
-	return v
+	return vs[0]
 }
 
 // ms formats a duration in milliseconds with one decimal.
