@@ -52,6 +52,8 @@ func parseBenchFlags(args []string, stderr io.Writer) (benchConfig, error) {
 	fs.StringVar(&only, "scenarios", "", "comma-separated scenario `IDS` to run (default all)")
 	fs.BoolVar(&c.pprof, "pprof", false, "after the measured runs, save a flowgate CPU profile of each scenario (and a heap profile with idle WebSockets) into OUT/pprof")
 	fs.BoolVar(&c.keepDir, "keep", false, "keep the work directory (configs, peer logs)")
+	fs.StringVar(&proxyCore, "proxy-core", proxyCore, "`CPU` list (taskset -c) of the proxy under test")
+	fs.StringVar(&loadCore, "load-core", loadCore, "`CPU` list (taskset -c) of the load generators and upstreams")
 	if err := fs.Parse(args); err != nil {
 		return c, err
 	}
