@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"regexp"
 	"strconv"
 	"strings"
 	"time"
@@ -350,6 +351,8 @@ func Parse(data []byte) (Config, error) {
 			return cfg, nil // an empty file is the defaults
 		}
 		msg := strings.TrimPrefix(err.Error(), "yaml: ")
+		msg = unknownField.ReplaceAllString(msg, `unknown key "$1" (check its spelling and indentation; deploy/flowgate.yaml shows every key)`)
+		msg = goType.ReplaceAllString(msg, "")
 		if strings.Contains(msg, "into time.Duration") {
 			msg += " (durations are written like 500ms, 10s, 5m or 720h)"
 		}
@@ -361,6 +364,13 @@ func Parse(data []byte) (Config, error) {
 	}
 	return cfg, nil
 }
+
+// unknownField and goType turn the YAML decoder's Go-flavoured messages
+// into ones that speak of configuration keys.
+var (
+	unknownField = regexp.MustCompile(`field (\S+) not found in type \S+`)
+	goType       = regexp.MustCompile(` in type agent\.\w+`)
+)
 
 // FieldError is a validation error that names the configuration key.
 type FieldError struct {
