@@ -309,7 +309,7 @@ func (a *Agent) Run(ctx context.Context) error {
 		cfg = &c
 	}
 	a.startProviderLocked(a.provider.Load())
-	a.startSourcesLocked(cfg)
+	a.startSourcesLocked()
 	a.mu.Unlock()
 
 	errLog := log.New(&serverErrorLog{log: a.log, handshakeErrors: a.metrics.handshakeErrors}, "", 0)

@@ -87,7 +87,7 @@ func (a *Agent) Reload(cfg Config) (err error) {
 		a.stopSourcesLocked()
 		a.sources.Store(newSources)
 		if a.runCtx != nil {
-			a.startSourcesLocked(&cfg)
+			a.startSourcesLocked()
 		}
 	}
 	a.log.Info("configuration reloaded")

@@ -132,10 +132,11 @@ func consulClientOptions(c *ConsulConfig) discovery.ConsulClientOptions {
 	}
 }
 
-// startSourcesLocked builds (if needed) and starts the upstream sources.
+// startSourcesLocked starts the current upstream sources (built by New or
+// Reload).
 // Static upstreams serve until Consul has answered once; from then on
 // Consul's list is the list, empty included. a.mu is held.
-func (a *Agent) startSourcesLocked(cfg *Config) {
+func (a *Agent) startSourcesLocked() {
 	s := a.sources.Load()
 	ctx, cancel := context.WithCancel(a.runCtx)
 	s.cancel = cancel
