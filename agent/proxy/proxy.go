@@ -462,6 +462,16 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	defer p.handlerDone(st)
 
+	// The client address first: access logs and the rate limit need it for
+	// requests refused below too.
+	st.chain, st.clientIP = o.TrustedProxies.forwardedFor(r)
+	if o.RateLimit != nil {
+		if ok, wait := o.RateLimit.Allow(st.clientIP); !ok {
+			rec.Header().Set("Retry-After", strconv.Itoa(int((wait+time.Second-1)/time.Second)))
+			writeError(rec, http.StatusTooManyRequests, "too many requests; slow down\n")
+			return
+		}
+	}
 	if o.Paths.Blocked(r.URL.EscapedPath()) {
 		writeError(rec, http.StatusForbidden, "forbidden by flowgate path policy\n")
 		return
@@ -477,14 +487,6 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if st.websocket && o.MaxWebSockets > 0 && p.websockets.Load() >= int64(o.MaxWebSockets) {
 		p.errorHandlerWith(rec, r, errWebSocketLimit, o)
 		return
-	}
-	st.chain, st.clientIP = o.TrustedProxies.forwardedFor(r)
-	if o.RateLimit != nil {
-		if ok, wait := o.RateLimit.Allow(st.clientIP); !ok {
-			rec.Header().Set("Retry-After", strconv.Itoa(int((wait+time.Second-1)/time.Second)))
-			writeError(rec, http.StatusTooManyRequests, "too many requests; slow down\n")
-			return
-		}
 	}
 	if o.StickyCookie != "" {
 		if c, err := r.Cookie(o.StickyCookie); err == nil {
