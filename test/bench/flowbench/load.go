@@ -40,7 +40,9 @@ func percentile(sorted []time.Duration, p float64) time.Duration {
 // passed or ctx ends, and collects latencies of successful calls. op returns
 // false on failure with a description.
 func closedLoop(ctx context.Context, workers int, d time.Duration, op func(ctx context.Context, worker int) (bool, string)) loadResult {
-	ctx, cancel := context.WithTimeout(ctx, d)
+	start := time.Now()
+	end := start.Add(d)
+	ctx, cancel := context.WithDeadline(ctx, end)
 	defer cancel()
 	type tally struct {
 		lat    []time.Duration
@@ -48,15 +50,19 @@ func closedLoop(ctx context.Context, workers int, d time.Duration, op func(ctx c
 		detail string
 	}
 	tallies := make([]tally, workers)
-	start := time.Now()
+	// The end is judged by the clock, not only by ctx.Err(): past the
+	// deadline a dial fails at once with "i/o timeout" while the context's
+	// timer may not have fired yet on a busy machine, and the loop would
+	// count thousands of such failures.
+	over := func() bool { return ctx.Err() != nil || !time.Now().Before(end) }
 	var wg sync.WaitGroup
 	for w := range workers {
 		wg.Go(func() {
 			t := &tallies[w]
-			for ctx.Err() == nil {
+			for !over() {
 				t0 := time.Now()
 				ok, why := op(ctx, w)
-				if ctx.Err() != nil {
+				if over() {
 					return // cut by the deadline: neither success nor failure
 				}
 				if !ok {

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"math"
 	"strings"
 	"testing"
@@ -184,5 +185,24 @@ func TestReportRatiosAndTargets(t *testing.T) {
 		if !strings.Contains(md, s) {
 			t.Errorf("markdown lacks %q:\n%s", s, md)
 		}
+	}
+}
+
+// TestClosedLoopIgnoresFailuresPastTheEnd: an operation that fails at once
+// once the deadline has passed (as a dial does) must not be counted, even
+// before the context's own timer has marked it done.
+func TestClosedLoopIgnoresFailuresPastTheEnd(t *testing.T) {
+	r := closedLoop(context.Background(), 4, 50*time.Millisecond, func(ctx context.Context, _ int) (bool, string) {
+		if dl, ok := ctx.Deadline(); ok && !time.Now().Before(dl) {
+			return false, "i/o timeout"
+		}
+		time.Sleep(time.Millisecond)
+		return true, ""
+	})
+	if r.errors != 0 || r.requests == 0 {
+		t.Errorf("closedLoop: got %d requests, %d errors (%s); want some requests and no errors", r.requests, r.errors, r.detail)
+	}
+	if r.elapsed < 50*time.Millisecond {
+		t.Errorf("elapsed: got %v; want at least the 50ms asked for", r.elapsed)
 	}
 }

@@ -68,7 +68,7 @@ func runTLSLoad(ctx context.Context, o tlsLoadOptions) loadResult {
 		if resp.StatusCode != http.StatusOK {
 			return false, fmt.Sprintf("status %d", resp.StatusCode)
 		}
-		if ctx.Err() != nil {
+		if dl, ok := ctx.Deadline(); ctx.Err() != nil || (ok && !time.Now().Before(dl)) {
 			return true, "" // past the deadline: closedLoop does not count it
 		}
 		if tc.ConnectionState().DidResume {
