@@ -424,8 +424,8 @@ func (a *Agent) pinPublicPort(cfg *Config) bool {
 // httpsHandler is the handler behind the TLS listener.
 func (a *Agent) httpsHandler() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if hsts := a.cfg.Load().TLS.HSTSMaxAge; hsts > 0 {
-			w.Header().Set("Strict-Transport-Security", fmt.Sprintf("max-age=%d", int(hsts.Seconds())))
+		if hsts := a.redir.Load().hsts; hsts != nil {
+			w.Header()["Strict-Transport-Security"] = hsts
 		}
 		if target, code, ok := a.redir.Load().misdirected(r.Host, r.URL.RequestURI()); !ok {
 			a.answerMisdirected(w, r, target, code)

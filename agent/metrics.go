@@ -9,6 +9,7 @@ import (
 // agentMetrics are the metrics the agent itself owns.
 type agentMetrics struct {
 	handshakeErrors prometheus.Counter
+	handshakes      *prometheus.CounterVec
 	reloads         *prometheus.CounterVec
 }
 
@@ -18,6 +19,10 @@ func newAgentMetrics(reg prometheus.Registerer, version, revision string) *agent
 			Name: "flowgate_tls_handshake_errors_total",
 			Help: "TLS handshakes on the HTTPS listener that failed.",
 		}),
+		handshakes: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "flowgate_tls_handshakes_total",
+			Help: "Completed TLS handshakes on the HTTPS listener, by whether the session was resumed.",
+		}, []string{"resumed"}),
 		reloads: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "flowgate_config_reloads_total",
 			Help: "Configuration reloads (SIGHUP), by result.",
@@ -29,7 +34,9 @@ func newAgentMetrics(reg prometheus.Registerer, version, revision string) *agent
 		ConstLabels: prometheus.Labels{"version": version, "revision": revision, "goversion": runtime.Version()},
 	})
 	build.Set(1)
-	reg.MustRegister(m.handshakeErrors, m.reloads, build)
+	reg.MustRegister(m.handshakeErrors, m.handshakes, m.reloads, build)
+	m.handshakes.WithLabelValues("true")
+	m.handshakes.WithLabelValues("false")
 	m.reloads.WithLabelValues("success")
 	m.reloads.WithLabelValues("failure")
 	return m

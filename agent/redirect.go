@@ -27,6 +27,9 @@ type redirector struct {
 	reject bool
 	// port is the public HTTPS port; "" when it is 443.
 	port string
+	// hsts is the Strict-Transport-Security value the HTTPS listener
+	// sends, precomputed; nil when tls.hsts_max_age is 0.
+	hsts []string
 	// caPEM serves CAPath when set.
 	caPEM func() []byte
 }
@@ -42,6 +45,9 @@ func newRedirector(cfg *Config, caPEM func() []byte) *redirector {
 	}
 	if p := publicHTTPSPort(cfg); p != 443 {
 		rd.port = strconv.Itoa(p)
+	}
+	if cfg.TLS.HSTSMaxAge > 0 {
+		rd.hsts = []string{"max-age=" + strconv.Itoa(int(cfg.TLS.HSTSMaxAge.Seconds()))}
 	}
 	return rd
 }

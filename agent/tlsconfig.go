@@ -30,6 +30,17 @@ func (a *Agent) serverTLSConfig(cfg *Config) *tls.Config {
 		GetCertificate:         a.getCertificate,
 		SessionTicketsDisabled: !cfg.TLS.SessionTickets,
 	}
+	full, resumed := a.metrics.handshakes.WithLabelValues("false"), a.metrics.handshakes.WithLabelValues("true")
+	// VerifyConnection runs after every full or resumed handshake (and is
+	// kept by Clone for the client-certificate path); it only counts.
+	tc.VerifyConnection = func(cs tls.ConnectionState) error {
+		if cs.DidResume {
+			resumed.Inc()
+		} else {
+			full.Inc()
+		}
+		return nil
+	}
 	if cfg.TLS.MinVersion == "1.3" {
 		tc.MinVersion = tls.VersionTLS13
 	}

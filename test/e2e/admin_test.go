@@ -29,6 +29,9 @@ func TestAdmin(t *testing.T) {
 		if got := fg.Metric(t, "flowgate_requests_total", `code="200"`); got != 10 {
 			t.Errorf(`flowgate_requests_total{code="200"}: got %v; want 10`, got)
 		}
+		if got := fg.Metric(t, "flowgate_tls_handshakes_total", `resumed="false"`); got < 1 {
+			t.Errorf(`flowgate_tls_handshakes_total{resumed="false"}: got %v; want at least 1`, got)
+		}
 		if got := fg.Metric(t, "flowgate_requests_total", `code="403"`); got != 1 {
 			t.Errorf(`flowgate_requests_total{code="403"}: got %v; want 1`, got)
 		}
