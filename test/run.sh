@@ -105,3 +105,5 @@ if [ -f test/bench/run.sh ]; then
 fi
 
 step "all tests passed"
+passed=$(cat test/artifacts/go-test-units.log test/artifacts/go-test-e2e.log | grep -c '^ok ' || true)
+echo "packages: ${passed} passed, 0 failed"
