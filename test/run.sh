@@ -16,31 +16,10 @@ fuzztime="${FLOWGATE_FUZZTIME:-30s}"
 step() { printf '\n== %s (%s)\n' "$*" "$(date -u +%H:%M:%S)"; }
 
 # --- Debian packages the tests drive ---------------------------------------
-# command → package
-declare -A need=(
-  [curl]=curl [openssl]=openssl [chromium]=chromium [certutil]=libnss3-tools
-  [nginx]=nginx [haproxy]=haproxy [caddy]=caddy [wrk]=wrk [h2load]=nghttp2-client
-  [systemd-analyze]=systemd [taskset]=util-linux [ps]=procps [git]=git [gcc]=gcc
-)
-missing=()
-for cmd in "${!need[@]}"; do
-  command -v "$cmd" >/dev/null 2>&1 || PATH="$PATH:/usr/sbin:/sbin" command -v "$cmd" >/dev/null 2>&1 || missing+=("${need[$cmd]}")
-done
+bash test/install-debian.sh curl=curl openssl=openssl chromium=chromium certutil=libnss3-tools \
+  nginx=nginx haproxy=haproxy caddy=caddy wrk=wrk h2load=nghttp2-client \
+  systemd-analyze=systemd taskset=util-linux ps=procps git=git gcc=gcc
 export PATH="$PATH:/usr/sbin:/sbin"
-if ((${#missing[@]})); then
-  step "installing Debian packages: ${missing[*]}"
-  sudo=""
-  if [ "$(id -u)" != 0 ]; then
-    command -v sudo >/dev/null || { echo "test/run.sh: need root or sudo to install: ${missing[*]}" >&2; exit 1; }
-    sudo=sudo
-  fi
-  export DEBIAN_FRONTEND=noninteractive
-  $sudo apt-get update -q
-  # Services must not start on install (nginx would take port 80).
-  $sudo sh -c 'printf "#!/bin/sh\nexit 101\n" > /usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d'
-  $sudo apt-get install -y -q --no-install-recommends ca-certificates "${missing[@]}"
-  $sudo rm -f /usr/sbin/policy-rc.d
-fi
 # A package's own service (nginx, haproxy, caddy) must not hold the ports the
 # benchmark uses.
 for svc in nginx haproxy caddy; do

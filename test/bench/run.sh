@@ -30,26 +30,9 @@ while (($#)); do
 done
 
 # --- tools from Debian --------------------------------------------------------
-declare -A need=([nginx]=nginx [haproxy]=haproxy [caddy]=caddy [wrk]=wrk [h2load]=nghttp2-client
-  [openssl]=openssl [taskset]=util-linux [getconf]=libc-bin)
-missing=()
-for cmd in "${!need[@]}"; do
-  command -v "$cmd" >/dev/null 2>&1 || missing+=("${need[$cmd]}")
-done
-if ((${#missing[@]})); then
-  echo "bench: installing ${missing[*]}"
-  sudo=""
-  if [ "$(id -u)" != 0 ]; then
-    command -v sudo >/dev/null || { echo "bench: need root or sudo to install: ${missing[*]}" >&2; exit 1; }
-    sudo=sudo
-  fi
-  export DEBIAN_FRONTEND=noninteractive
-  $sudo apt-get update -q
-  # Packaged services must not start on install and take ports.
-  $sudo sh -c 'printf "#!/bin/sh\nexit 101\n" > /usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d'
-  $sudo apt-get install -y -q --no-install-recommends ca-certificates "${missing[@]}"
-  $sudo rm -f /usr/sbin/policy-rc.d
-fi
+bash test/install-debian.sh nginx=nginx haproxy=haproxy caddy=caddy wrk=wrk \
+  h2load=nghttp2-client openssl=openssl taskset=util-linux getconf=libc-bin
+export PATH="$PATH:/usr/sbin:/sbin"
 cores=(--proxy-core 1 --load-core 0)
 if [ "$(nproc)" -lt 2 ]; then
   echo "bench: WARNING: one CPU only: proxy and load share it; the run proves that every peer and" >&2
