@@ -322,8 +322,8 @@ func FuzzUpstreamsFromEntries(f *testing.F) {
 		f.Add(data, false)
 	}
 	f.Fuzz(func(t *testing.T, data []byte, passingOnly bool) {
-		var entries []*api.ServiceEntry
-		if json.Unmarshal(data, &entries) != nil {
+		entries, ok := decodeEntries(data)
+		if !ok {
 			return
 		}
 		got, errs := UpstreamsFromEntries("flowable", entries, passingOnly)
@@ -354,4 +354,17 @@ func FuzzUpstreamsFromEntries(f *testing.F) {
 			t.Errorf("result depends on the order of the entries:\n%v\n%v", got, again)
 		}
 	})
+}
+
+// decodeEntries decodes a health answer as the Consul API client does. The
+// client's own types panic on some inputs (a null check "Definition"); the
+// watch turns that into an error (TestQueryUndecodableAnswer), so here such
+// an input is simply not an answer.
+func decodeEntries(data []byte) (entries []*api.ServiceEntry, ok bool) {
+	defer func() {
+		if recover() != nil {
+			entries, ok = nil, false
+		}
+	}()
+	return entries, json.Unmarshal(data, &entries) == nil
 }

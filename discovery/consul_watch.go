@@ -102,7 +102,18 @@ func (c *Consul) watch(ctx context.Context, w *serviceWatch, changed chan<- stru
 
 // query runs one blocking query for service, waiting for an index above
 // index (0 reads at once).
-func (c *Consul) query(ctx context.Context, service string, index uint64) ([]*api.ServiceEntry, *api.QueryMeta, error) {
+//
+// The Consul API client panics while decoding some malformed answers (a
+// check whose "Definition" is null); such an answer is turned into an error
+// like any other bad answer, so the watch keeps the last set and retries
+// instead of taking flowgate down.
+func (c *Consul) query(ctx context.Context, service string, index uint64) (entries []*api.ServiceEntry, meta *api.QueryMeta, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			entries, meta = nil, nil
+			err = fmt.Errorf("consul %s answered for service %q with data that cannot be decoded (%v); check what answers at that address", c.client.address, service, r)
+		}
+	}()
 	ctx, cancel := context.WithTimeout(ctx, c.opts.WaitTime+c.opts.WaitTime/16+queryTimeoutSlack)
 	defer cancel()
 	q := &api.QueryOptions{AllowStale: c.allowStale, WaitIndex: index, WaitTime: c.opts.WaitTime}
@@ -111,7 +122,7 @@ func (c *Consul) query(ctx context.Context, service string, index uint64) ([]*ap
 		c.log.Warn("cannot re-read the consul token file; using the last token", "err", err)
 	}
 	q.Token = tok
-	entries, meta, err := c.client.api.Health().ServiceMultipleTags(service, c.opts.Tags, false, q.WithContext(ctx))
+	entries, meta, err = c.client.api.Health().ServiceMultipleTags(service, c.opts.Tags, false, q.WithContext(ctx))
 	if err != nil {
 		return nil, nil, fmt.Errorf("querying consul %s for service %q: %w", c.client.address, service, err)
 	}
