@@ -3,6 +3,7 @@ package agent
 import (
 	"net"
 	"net/http"
+	"net/url"
 	"strconv"
 	"strings"
 
@@ -126,7 +127,18 @@ func (rd *redirector) target(hostHeader, requestURI string) (string, int) {
 	if !strings.HasPrefix(requestURI, "/") {
 		requestURI = "/" // "*" or an absolute-form target: go to the root
 	}
-	return "https://" + host + requestURI, 0
+	target := "https://" + host + requestURI
+	if _, err := url.Parse(target); err != nil {
+		// A request target Go accepted but that does not make a valid URL
+		// (a raw "#" or a stray "%" in the query): keep the path only,
+		// or go to the root.
+		path, _, _ := strings.Cut(requestURI, "?")
+		target = "https://" + host + path
+		if _, err := url.Parse(target); err != nil {
+			target = "https://" + host + "/"
+		}
+	}
+	return target, 0
 }
 
 // misdirected decides what the HTTPS listener does with a request whose
