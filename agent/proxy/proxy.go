@@ -223,6 +223,7 @@ func (p *Proxy) SetUpstreams(list []discovery.Upstream) bool {
 			// WebSockets idle for long stretches: their connections get no
 			// read timeout.
 			u.wsTransport = p.newTransport(du, o.Transport, 0)
+			u.h1 = newH1Transport(du.Addr, upstreamTLS(du, o.Transport), o.Transport, p.now)
 			p.known[k] = u
 		}
 		if t, ok := p.draining[u]; ok { // came back before its drain ended
@@ -376,17 +377,32 @@ func (p *Proxy) newTransport(u discovery.Upstream, o TransportOptions, readTimeo
 		DisableCompression:    true,
 		ForceAttemptHTTP2:     false,
 	}
-	if u.TLS {
-		if o.TLS != nil {
-			t.TLSClientConfig = o.TLS.Clone()
-		} else {
-			t.TLSClientConfig = &tls.Config{MinVersion: tls.VersionTLS12}
-		}
-		t.TLSClientConfig.NextProtos = []string{"http/1.1"}
-	}
+	t.TLSClientConfig = upstreamTLS(u, o)
 	// An empty, non-nil map keeps HTTP/1.1 to upstreams even for HTTPS.
 	t.TLSNextProto = map[string]func(string, *tls.Conn) http.RoundTripper{}
 	return t
+}
+
+// upstreamTLS is the TLS client configuration for an HTTPS upstream: the
+// configured one or the system roots, HTTP/1.1 only, verifying the host of
+// its address unless a server name is configured. Nil for plain HTTP.
+func upstreamTLS(u discovery.Upstream, o TransportOptions) *tls.Config {
+	if !u.TLS {
+		return nil
+	}
+	var c *tls.Config
+	if o.TLS != nil {
+		c = o.TLS.Clone()
+	} else {
+		c = &tls.Config{MinVersion: tls.VersionTLS12}
+	}
+	c.NextProtos = []string{"http/1.1"}
+	if c.ServerName == "" {
+		if host, _, err := net.SplitHostPort(u.Addr); err == nil {
+			c.ServerName = host
+		}
+	}
+	return c
 }
 
 // copyBuf is a buffer of the pool that response bodies and busy tunnels are
@@ -616,9 +632,12 @@ func (rt roundTripper) RoundTrip(req *http.Request) (*http.Response, error) {
 			// attempt gets the body itself, whose Close does nothing.
 			req.Body = st.body
 		}
-		t := u.transport
-		if st.websocket && u.wsTransport != nil {
+		var t http.RoundTripper = u.transport
+		switch {
+		case st.websocket && u.wsTransport != nil:
 			t = u.wsTransport
+		case u.h1 != nil && st.body == nil && canCarry(req):
+			t = u.h1
 		}
 		resp, err := t.RoundTrip(req)
 		if err == nil {

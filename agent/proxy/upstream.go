@@ -18,9 +18,13 @@ import (
 // outlives any one upstream set: a node that stays across an update keeps its
 // pooled connections, counters and passive-health state.
 type upstream struct {
-	up        discovery.Upstream
-	key       string // discovery.Upstream.Key()
-	cookie    string // opaque sticky-cookie value; never reveals the address
+	up     discovery.Upstream
+	key    string // discovery.Upstream.Key()
+	cookie string // opaque sticky-cookie value; never reveals the address
+	// h1 carries requests without a body or upgrade (h1transport.go);
+	// transport those with a body. Nil in tests that build upstreams by
+	// hand.
+	h1        *h1Transport
 	transport *http.Transport
 	// wsTransport carries WebSocket upgrades: no read timeout. Nil in
 	// tests that build upstreams by hand.
@@ -53,6 +57,9 @@ func newUpstream(u discovery.Upstream, t *http.Transport, m *upstreamMetrics) *u
 
 // closeIdle closes the upstream's pooled idle connections.
 func (u *upstream) closeIdle() {
+	if u.h1 != nil {
+		u.h1.CloseIdleConnections()
+	}
 	if u.transport != nil {
 		u.transport.CloseIdleConnections()
 	}

@@ -1,0 +1,412 @@
+package proxy
+
+import (
+	"bufio"
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptrace"
+	"net/textproto"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// h1Transport carries the requests that have neither a body nor an upgrade
+// (GET, HEAD, most of what a Flowable frontend sends) to one upstream over
+// HTTP/1.1, on the goroutine of the request. http.Transport runs a reader
+// and a writer goroutine per connection and hands every request and
+// response between them and the caller over channels: three goroutine
+// switches per request, which profiles of the keep-alive benchmark showed
+// costing more CPU than flowgate's own request handling. Here the caller
+// takes an idle connection, writes the request, reads the response head
+// and hands the connection back once the body is read; a context watch
+// unblocks it when the client goes away.
+//
+// Requests with a body stay on http.Transport, whose concurrent writer lets
+// an upstream answer (413, 401) before it has read the whole body; so do
+// upgrades, which have their own transport.
+type h1Transport struct {
+	addr      string
+	tlsConfig *tls.Config // nil: plain TCP
+	dialer    net.Dialer
+	// headerTimeout bounds the wait for a response head; readTimeout,
+	// when above zero, each wait for body data.
+	headerTimeout time.Duration
+	readTimeout   time.Duration
+	idleTimeout   time.Duration
+	maxIdle       int
+	now           func() time.Time
+
+	mu sync.Mutex
+	// idle holds the pooled connections, the most recently used last: they
+	// are taken from the end, so the oldest age out at the front.
+	idle []*h1Conn
+	// sweep closes connections idle past idleTimeout; nil while idle is
+	// empty.
+	sweep *time.Timer
+}
+
+// maxResponseHeaderBytes bounds a response head; an upstream that sends
+// more fails the request rather than growing flowgate's memory.
+const maxResponseHeaderBytes = 1 << 20
+
+// max1xxResponses bounds the informational responses before the final one.
+const max1xxResponses = 5
+
+func newH1Transport(u string, tlsConfig *tls.Config, o TransportOptions, now func() time.Time) *h1Transport {
+	return &h1Transport{
+		addr:          u,
+		tlsConfig:     tlsConfig,
+		dialer:        net.Dialer{Timeout: o.DialTimeout, KeepAlive: 30 * time.Second},
+		headerTimeout: o.ResponseHeaderTimeout,
+		readTimeout:   o.ReadTimeout,
+		idleTimeout:   o.IdleConnTimeout,
+		maxIdle:       o.MaxIdleConnsPerHost,
+		now:           now,
+	}
+}
+
+// canCarry reports whether req is one h1Transport takes: no body and no
+// upgrade.
+func canCarry(req *http.Request) bool {
+	return (req.Body == nil || req.Body == http.NoBody) && req.Header.Get("Upgrade") == ""
+}
+
+// RoundTrip sends req on a pooled or new connection. A pooled connection
+// that the upstream closed while it was idle is found out before use, or,
+// if the upstream closes it at the moment of use, the request is sent again
+// on a new connection when it is idempotent.
+func (t *h1Transport) RoundTrip(req *http.Request) (*http.Response, error) {
+	if !canCarry(req) {
+		return nil, errors.New("internal error: request with a body or an upgrade on the HTTP/1.1 fast path")
+	}
+	for fresh := false; ; fresh = true {
+		c, err := t.get(req.Context(), fresh)
+		if err != nil {
+			return nil, err
+		}
+		resp, err := c.roundTrip(req)
+		if err == nil {
+			return resp, nil
+		}
+		var stale *staleConnError
+		if !c.reused || !errors.As(err, &stale) || !(stale.unsent || idempotent(req)) || req.Context().Err() != nil {
+			return nil, err
+		}
+		// Once more, on a new connection: the pool may hold more that the
+		// upstream closed at the same time.
+	}
+}
+
+func idempotent(req *http.Request) bool {
+	switch req.Method {
+	case http.MethodGet, http.MethodHead, http.MethodOptions, http.MethodTrace:
+		return true
+	}
+	return false
+}
+
+// staleConnError is a failure on a connection before any byte of the
+// response arrived, the sign of an upstream that closed a kept-alive
+// connection. unsent means the request could not even be written.
+type staleConnError struct {
+	err    error
+	unsent bool
+}
+
+func (e *staleConnError) Error() string { return e.err.Error() }
+func (e *staleConnError) Unwrap() error { return e.err }
+
+// get takes the most recently used live idle connection or, with fresh or
+// none left, dials a new one.
+func (t *h1Transport) get(ctx context.Context, fresh bool) (*h1Conn, error) {
+	if fresh {
+		return t.dial(ctx)
+	}
+	now := t.now()
+	t.mu.Lock()
+	for n := len(t.idle); n > 0; n = len(t.idle) {
+		c := t.idle[n-1]
+		t.idle[n-1] = nil
+		t.idle = t.idle[:n-1]
+		t.mu.Unlock()
+		if now.Sub(c.idleSince) < t.idleTimeout && c.alive() {
+			c.reused = true
+			return c, nil
+		}
+		c.nc.Close()
+		t.mu.Lock()
+	}
+	t.mu.Unlock()
+	return t.dial(ctx)
+}
+
+func (t *h1Transport) dial(ctx context.Context) (*h1Conn, error) {
+	nc, err := t.dialer.DialContext(ctx, "tcp", t.addr)
+	if err != nil {
+		return nil, err
+	}
+	c := &h1Conn{t: t, nc: nc, fd: -1}
+	if sc, ok := nc.(syscall.Conn); ok {
+		if raw, err := sc.SyscallConn(); err == nil {
+			raw.Control(func(fd uintptr) { c.fd = int(fd) })
+		}
+	}
+	c.abortFn = c.abort
+	if t.tlsConfig != nil {
+		tc := tls.Client(nc, t.tlsConfig)
+		hctx, cancel := context.WithTimeout(ctx, t.dialer.Timeout)
+		err := tc.HandshakeContext(hctx)
+		cancel()
+		if err != nil {
+			nc.Close()
+			return nil, fmt.Errorf("TLS handshake with %s: %w", t.addr, err)
+		}
+		c.nc = tc
+	}
+	c.br = bufio.NewReaderSize(c, 4<<10)
+	c.bw = bufio.NewWriterSize(c.nc, 4<<10)
+	return c, nil
+}
+
+// put pools a connection whose response was read to the end, or closes it
+// when the pool is full.
+func (t *h1Transport) put(c *h1Conn) {
+	c.idleSince = t.now()
+	t.mu.Lock()
+	if len(t.idle) >= t.maxIdle {
+		t.mu.Unlock()
+		c.nc.Close()
+		return
+	}
+	t.idle = append(t.idle, c)
+	if t.sweep == nil {
+		t.sweep = time.AfterFunc(t.idleTimeout, t.closeExpired)
+	}
+	t.mu.Unlock()
+}
+
+// closeExpired closes the connections idle for idleTimeout or longer and
+// arms itself for the next one to expire.
+func (t *h1Transport) closeExpired() {
+	now := t.now()
+	t.mu.Lock()
+	n := 0
+	for n < len(t.idle) && now.Sub(t.idle[n].idleSince) >= t.idleTimeout {
+		n++
+	}
+	expired := make([]*h1Conn, n)
+	copy(expired, t.idle[:n])
+	rest := copy(t.idle, t.idle[n:])
+	clear(t.idle[rest:])
+	t.idle = t.idle[:rest]
+	if len(t.idle) > 0 {
+		t.sweep.Reset(t.idleTimeout - now.Sub(t.idle[0].idleSince))
+	} else {
+		t.sweep = nil
+	}
+	t.mu.Unlock()
+	for _, c := range expired {
+		c.nc.Close()
+	}
+}
+
+// CloseIdleConnections closes every pooled connection. Connections in use
+// are pooled again when their response ends.
+func (t *h1Transport) CloseIdleConnections() {
+	t.mu.Lock()
+	idle := t.idle
+	t.idle = nil
+	if t.sweep != nil {
+		t.sweep.Stop()
+		t.sweep = nil
+	}
+	t.mu.Unlock()
+	for _, c := range idle {
+		c.nc.Close()
+	}
+}
+
+// idleConns is the number of pooled connections.
+func (t *h1Transport) idleConns() int {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return len(t.idle)
+}
+
+// h1Conn is one connection to the upstream. It carries one request at a
+// time; between requests it sits in the pool.
+type h1Conn struct {
+	t  *h1Transport
+	nc net.Conn
+	fd int           // the TCP socket's descriptor, for the liveness check; -1 if unknown
+	br *bufio.Reader // reads through the h1Conn (Read below)
+	bw *bufio.Writer
+
+	reused    bool
+	idleSince time.Time
+	abortFn   func() // c.abort, made once
+
+	// Per request.
+	got       int64 // bytes read since the request was written
+	headLimit int64 // bytes the response head may still take; < 0 once it is read
+}
+
+// aLongTimeAgo is a deadline that makes every blocked read or write on a
+// connection return at once.
+var aLongTimeAgo = time.Unix(1, 0)
+
+var errResponseHeadTooLarge = fmt.Errorf("upstream response head larger than %d bytes", maxResponseHeaderBytes)
+
+// Read is what the connection's bufio.Reader reads from: it counts bytes,
+// bounds the response head and, while a body is read, renews the read
+// timeout before each wait.
+func (c *h1Conn) Read(p []byte) (int, error) {
+	if c.headLimit >= 0 {
+		if c.headLimit == 0 {
+			return 0, errResponseHeadTooLarge
+		}
+		if int64(len(p)) > c.headLimit {
+			p = p[:c.headLimit]
+		}
+	} else if c.t.readTimeout > 0 {
+		if err := c.nc.SetReadDeadline(time.Now().Add(c.t.readTimeout)); err != nil {
+			return 0, err
+		}
+	}
+	n, err := c.nc.Read(p)
+	c.got += int64(n)
+	if c.headLimit > 0 {
+		c.headLimit -= int64(n)
+	}
+	return n, err
+}
+
+// abort unblocks a connection whose client went away. The connection is
+// not pooled again.
+func (c *h1Conn) abort() { c.nc.SetDeadline(aLongTimeAgo) }
+
+// roundTrip writes req and reads the response head. On success the
+// connection belongs to the response body until it is closed.
+func (c *h1Conn) roundTrip(req *http.Request) (*http.Response, error) {
+	ctx := req.Context()
+	stop := context.AfterFunc(ctx, c.abortFn)
+	fail := func(err error) (*http.Response, error) {
+		stop()
+		c.nc.Close()
+		if ctx.Err() != nil {
+			return nil, fmt.Errorf("%w (%w)", ctx.Err(), err)
+		}
+		return nil, err
+	}
+	c.got, c.headLimit = 0, maxResponseHeaderBytes
+	err := req.Write(c.bw)
+	if err == nil {
+		err = c.bw.Flush()
+	}
+	if err != nil {
+		c.bw.Reset(c.nc)
+		return fail(&staleConnError{err: err, unsent: true})
+	}
+	if err := c.nc.SetReadDeadline(c.headDeadline()); err != nil {
+		return fail(err)
+	}
+	var resp *http.Response
+	for n1xx := 0; ; n1xx++ {
+		resp, err = http.ReadResponse(c.br, req)
+		if err != nil {
+			if c.got == 0 && (errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, syscall.ECONNRESET)) {
+				err = &staleConnError{err: err}
+			}
+			return fail(err)
+		}
+		if resp.StatusCode >= 200 {
+			break
+		}
+		if resp.StatusCode == http.StatusSwitchingProtocols {
+			return fail(errors.New("upstream switched protocols for a request that asked for no upgrade"))
+		}
+		if n1xx == max1xxResponses {
+			return fail(fmt.Errorf("upstream sent more than %d informational responses", max1xxResponses))
+		}
+		// 103 Early Hints and the like reach the client through the trace
+		// httputil.ReverseProxy installs; 100 Continue means nothing here.
+		if trace := httptrace.ContextClientTrace(ctx); trace != nil && trace.Got1xxResponse != nil && resp.StatusCode != http.StatusContinue {
+			if err := trace.Got1xxResponse(resp.StatusCode, textproto.MIMEHeader(resp.Header)); err != nil {
+				return fail(err)
+			}
+		}
+		c.headLimit = maxResponseHeaderBytes
+	}
+	c.headLimit = -1
+	if c.t.readTimeout <= 0 {
+		if err := c.nc.SetReadDeadline(time.Time{}); err != nil {
+			return fail(err)
+		}
+	}
+	keep := !resp.Close
+	if resp.Body == http.NoBody {
+		c.done(stop, keep)
+		return resp, nil
+	}
+	resp.Body = &h1Body{c: c, body: resp.Body, stop: stop, keep: keep}
+	return resp, nil
+}
+
+// headDeadline is when the response head must have arrived: the header
+// timeout, or the read timeout if that is shorter.
+func (c *h1Conn) headDeadline() time.Time {
+	d := c.t.headerTimeout
+	if rt := c.t.readTimeout; rt > 0 && rt < d {
+		d = rt
+	}
+	return time.Now().Add(d)
+}
+
+// done ends a request: the connection goes back to the pool when the
+// response allowed it and the client's context watch never fired.
+func (c *h1Conn) done(stop func() bool, keep bool) {
+	// Bytes past the end of the response would be read as the next
+	// response: an upstream that sends them loses the connection.
+	if !stop() || !keep || c.br.Buffered() > 0 {
+		c.nc.Close()
+		return
+	}
+	c.t.put(c)
+}
+
+// h1Body is a response body; closing it after it was read to the end pools
+// the connection, closing it earlier closes the connection.
+type h1Body struct {
+	c      *h1Conn
+	body   io.ReadCloser
+	stop   func() bool
+	keep   bool
+	eof    bool
+	closed bool
+}
+
+func (b *h1Body) Read(p []byte) (int, error) {
+	if b.closed {
+		return 0, errors.New("read on a closed upstream response body")
+	}
+	n, err := b.body.Read(p)
+	if err == io.EOF {
+		b.eof = true
+	}
+	return n, err
+}
+
+func (b *h1Body) Close() error {
+	if b.closed {
+		return nil
+	}
+	b.closed = true
+	b.c.done(b.stop, b.keep && b.eof)
+	return nil
+}
