@@ -28,12 +28,14 @@ func newWSBackend(t *testing.T, name string) *wsBackend {
 			w.Write([]byte(name))
 			return
 		}
+		// Counted before the answer: a client that has seen the 101 must
+		// find it counted.
+		wb.upgrades.Add(1)
 		c, err := websocket.Accept(w, r, &websocket.AcceptOptions{InsecureSkipVerify: true})
 		if err != nil {
 			return
 		}
 		c.SetReadLimit(1 << 20)
-		wb.upgrades.Add(1)
 		defer c.CloseNow()
 		for {
 			typ, msg, err := c.Read(r.Context())
