@@ -49,6 +49,8 @@ type h1Transport struct {
 	// sweep closes connections idle past idleTimeout; nil while idle is
 	// empty.
 	sweep *time.Timer
+	// retired: the upstream has left; connections are closed, not pooled.
+	retired bool
 }
 
 // maxResponseHeaderBytes bounds a response head; an upstream that sends
@@ -179,7 +181,7 @@ func (t *h1Transport) dial(ctx context.Context) (*h1Conn, error) {
 func (t *h1Transport) put(c *h1Conn) {
 	c.idleSince = t.now()
 	t.mu.Lock()
-	if len(t.idle) >= t.maxIdle {
+	if t.retired || len(t.idle) >= t.maxIdle {
 		t.mu.Unlock()
 		c.nc.Close()
 		return
@@ -230,6 +232,14 @@ func (t *h1Transport) CloseIdleConnections() {
 	for _, c := range idle {
 		c.nc.Close()
 	}
+}
+
+// retire closes the idle connections and every one that ends from now on.
+func (t *h1Transport) retire() {
+	t.mu.Lock()
+	t.retired = true
+	t.mu.Unlock()
+	t.CloseIdleConnections()
 }
 
 // idleConns is the number of pooled connections.

@@ -337,3 +337,40 @@ func poll(t *testing.T, cond func() bool) {
 		time.Sleep(5 * time.Millisecond)
 	}
 }
+
+// A request still running when its upstream leaves the set for good does
+// not leave its connection pooled behind.
+func TestH1RetiredUpstreamClosesConnections(t *testing.T) {
+	inside := make(chan struct{})
+	gate := make(chan struct{})
+	a := newBackend(t, "a", func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/slow" {
+			close(inside)
+			<-gate
+		}
+		io.WriteString(w, "a")
+	})
+	b := newBackend(t, "b", nil)
+	p := newTestProxy(t, Options{}, a.upstream()) // DrainTimeout 0: the drain ends at once
+	url, c := front(t, p)
+	h1 := h1Of(t, p, a.upstream())
+	done := make(chan int)
+	go func() {
+		status, _ := doMethod(t, c, http.MethodGet, url+"/slow")
+		done <- status
+	}()
+	<-inside
+	p.SetUpstreams([]discovery.Upstream{b.upstream()})
+	poll(t, func() bool {
+		p.mu.Lock()
+		defer p.mu.Unlock()
+		return len(p.draining) == 0
+	})
+	close(gate)
+	if status := <-done; status != 200 {
+		t.Fatalf("request in flight during removal: got %d; want 200", status)
+	}
+	if got := h1.idleConns(); got != 0 {
+		t.Errorf("idle connections to the removed upstream: got %d; want 0", got)
+	}
+}

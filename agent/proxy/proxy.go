@@ -283,7 +283,7 @@ func (p *Proxy) finishDrain(u *upstream, closeSockets bool) {
 			p.options().Logger.Info("closed websockets to removed upstream", "upstream", u.key, "count", n)
 		}
 	}
-	u.closeIdle()
+	u.retire()
 	u.metrics.forget()
 }
 
@@ -292,7 +292,7 @@ func (p *Proxy) finishDrain(u *upstream, closeSockets bool) {
 func (p *Proxy) Close() {
 	for _, u := range p.stop() {
 		u.closeSockets()
-		u.closeIdle()
+		u.retire()
 	}
 }
 

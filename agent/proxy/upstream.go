@@ -55,6 +55,15 @@ func newUpstream(u discovery.Upstream, t *http.Transport, m *upstreamMetrics) *u
 	}
 }
 
+// retire closes the idle connections of an upstream that has left for good,
+// and those of requests still in flight as they end.
+func (u *upstream) retire() {
+	if u.h1 != nil {
+		u.h1.retire()
+	}
+	u.closeIdle()
+}
+
 // closeIdle closes the upstream's pooled idle connections.
 func (u *upstream) closeIdle() {
 	if u.h1 != nil {
