@@ -111,10 +111,13 @@ func proxyAllocs(t testing.TB, h http.Handler) float64 {
 	return testing.AllocsPerRun(200, serve)
 }
 
-// TestProxyAllocationsOverReverseProxy bounds what flowgate's own request
-// handling (state, recorder, forwarding headers, body tracking, metrics)
-// allocates on top of the httputil.ReverseProxy and http.Transport it is
-// built on, measured in the same process against the same upstream.
+// TestProxyAllocationsOverReverseProxy bounds what flowgate allocates per
+// proxied GET against a bare httputil.ReverseProxy over http.Transport,
+// measured in the same process against the same upstream. flowgate adds its
+// own request handling (state, recorder, forwarding headers, body tracking,
+// metrics) but carries bodyless requests on its own HTTP/1.1 transport
+// (h1transport.go), which allocates far less than http.Transport: the
+// total must stay well below the bare proxy's.
 func TestProxyAllocationsOverReverseProxy(t *testing.T) {
 	addr := rawUpstream(t, strings.Repeat("x", 1024))
 
@@ -135,10 +138,10 @@ func TestProxyAllocationsOverReverseProxy(t *testing.T) {
 	p.SetUpstreams([]discovery.Upstream{{Addr: addr, Weight: 1}})
 	got := proxyAllocs(t, p)
 
-	const budget = 4
+	const saving = 12 // 20 when written: 34 against 54
 	t.Logf("allocations per request: httputil.ReverseProxy %.0f, flowgate %.0f", base, got)
-	if got-base > budget {
-		t.Errorf("flowgate allocates %.0f more than a bare ReverseProxy per request; want at most %d", got-base, budget)
+	if got > base-saving {
+		t.Errorf("flowgate allocates %.0f per request against a bare ReverseProxy's %.0f; want at least %d fewer", got, base, saving)
 	}
 }
 
