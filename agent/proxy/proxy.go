@@ -222,7 +222,7 @@ func (p *Proxy) SetUpstreams(list []discovery.Upstream) bool {
 			u = newUpstream(du, p.newTransport(du, o.Transport, o.Transport.ReadTimeout), o.Metrics.forUpstream(k))
 			// WebSockets idle for long stretches: their connections get no
 			// read timeout.
-			u.wsTransport = p.newTransport(du, o.Transport, 0)
+			u.wsTransport = newUpgradeTransport(du, o.Transport)
 			u.h1 = newH1Transport(du.Addr, upstreamTLS(du, o.Transport), o.Transport, p.now)
 			p.known[k] = u
 		}

@@ -3,6 +3,9 @@ package proxy
 import (
 	"bufio"
 	"bytes"
+	"context"
+	"crypto/sha1"
+	"encoding/base64"
 	"errors"
 	"io"
 	"log/slog"
@@ -279,4 +282,34 @@ func TestTunnelRejectsAnotherProtocol(t *testing.T) {
 		t.Fatalf("status: got %d; want 502", code)
 	}
 	eventually(t, "the proxy closes the upstream connection", func() bool { return p.WebSockets() == 0 })
+}
+
+// TestTunnelForwardsEarlyUpstreamBytes: an upstream that sends a message in
+// the same packet as its 101 (after an informational 103) gets it to the
+// client.
+func TestTunnelForwardsEarlyUpstreamBytes(t *testing.T) {
+	b := newBackend(t, "b", func(w http.ResponseWriter, r *http.Request) {
+		conn, brw, err := http.NewResponseController(w).Hijack()
+		if err != nil {
+			t.Errorf("hijack: %v", err)
+			return
+		}
+		defer conn.Close()
+		sum := sha1.Sum([]byte(r.Header.Get("Sec-WebSocket-Key") + "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"))
+		brw.WriteString("HTTP/1.1 103 Early Hints\r\nLink: </app.js>; rel=preload\r\n\r\n" +
+			"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n" +
+			"Sec-WebSocket-Accept: " + base64.StdEncoding.EncodeToString(sum[:]) + "\r\n\r\n" +
+			"\x81\x08greeting")
+		brw.Flush()
+		io.Copy(io.Discard, conn) // until the proxy closes
+	})
+	p := newTestProxy(t, Options{}, b.upstream())
+	url, client := frontTLS(t, p)
+	c := dialWS(t, url, client)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	_, got, err := c.Read(ctx)
+	if err != nil || string(got) != "greeting" {
+		t.Fatalf("first message: got %q, %v; want %q", got, err, "greeting")
+	}
 }

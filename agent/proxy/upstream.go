@@ -28,7 +28,7 @@ type upstream struct {
 	transport *http.Transport
 	// wsTransport carries WebSocket upgrades: no read timeout. Nil in
 	// tests that build upstreams by hand.
-	wsTransport *http.Transport
+	wsTransport *upgradeTransport
 	metrics     *upstreamMetrics
 
 	inflight atomic.Int64

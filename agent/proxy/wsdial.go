@@ -1,0 +1,226 @@
+package proxy
+
+import (
+	"bufio"
+	"context"
+	"crypto/tls"
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptrace"
+	"net/textproto"
+	"time"
+
+	"github.com/flowgate/flowgate/discovery"
+)
+
+// upgradeTransport carries upgrade (WebSocket) requests to one upstream.
+// http.Transport is built for keep-alive: it gives every connection a
+// reader and a writer of 16 KiB and two goroutines, and the connection it
+// hands over after a 101 keeps that reader until the first read. An
+// upgraded connection is never reused, so upgradeTransport dials one per
+// request, writes the request and reads the answer's head with small
+// buffers, and hands the bare connection over as the body of a 101
+// (upgradedConn). Any other answer is read from its own connection, which
+// closes with the body.
+type upgradeTransport struct {
+	dialer net.Dialer
+	// tls is the client configuration for an HTTPS upstream, with
+	// ServerName set; nil means plain TCP.
+	tls *tls.Config
+	// handshakeTimeout bounds the TLS handshake; headerTimeout the wait
+	// for the answer's head once the request is written. 0: no limit.
+	handshakeTimeout, headerTimeout time.Duration
+}
+
+var _ http.RoundTripper = (*upgradeTransport)(nil)
+
+// upgradeBufSize is the size of the writer a request is written with and
+// of the reader an answer's head is read with: a browser's upgrade request
+// and a 101 fit; a bigger head only takes more reads.
+const upgradeBufSize = 2 << 10
+
+// max1xx bounds the informational answers skipped before the real one.
+const max1xx = 5
+
+// newUpgradeTransport builds the transport for upgrades to u: the dial and
+// TLS settings of newTransport, no read timeout.
+func newUpgradeTransport(u discovery.Upstream, o TransportOptions) *upgradeTransport {
+	t := &upgradeTransport{
+		dialer:           net.Dialer{Timeout: o.DialTimeout, KeepAlive: 30 * time.Second},
+		handshakeTimeout: o.DialTimeout,
+		headerTimeout:    o.ResponseHeaderTimeout,
+	}
+	if u.TLS {
+		if o.TLS != nil {
+			t.tls = o.TLS.Clone()
+		} else {
+			t.tls = &tls.Config{MinVersion: tls.VersionTLS12}
+		}
+		t.tls.NextProtos = []string{"http/1.1"}
+		if t.tls.ServerName == "" {
+			host, _, err := net.SplitHostPort(u.Addr)
+			if err != nil {
+				host = u.Addr
+			}
+			t.tls.ServerName = host
+		}
+	}
+	return t
+}
+
+// CloseIdleConnections does nothing: no connection is kept between
+// requests.
+func (t *upgradeTransport) CloseIdleConnections() {}
+
+// RoundTrip sends req on a new connection to req.URL.Host and returns the
+// answer. A 101's body is the connection (*upgradedConn); any other
+// answer's body closes the connection when closed. When req's context ends
+// before the head of the answer has arrived, the connection is closed and
+// RoundTrip fails.
+func (t *upgradeTransport) RoundTrip(req *http.Request) (*http.Response, error) {
+	ctx := req.Context()
+	conn, err := t.dial(ctx, req.URL.Host)
+	if err != nil {
+		if req.Body != nil {
+			req.Body.Close()
+		}
+		return nil, err
+	}
+	// The context ends a wait by expiring the connection's deadlines.
+	stop := context.AfterFunc(ctx, func() { conn.SetDeadline(time.Unix(1, 0)) })
+	resp, br, err := t.exchange(ctx, conn, req)
+	if err != nil {
+		stop()
+		conn.Close()
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		return nil, err
+	}
+	if resp.StatusCode != http.StatusSwitchingProtocols {
+		// The body is read through br from conn; the context still
+		// watches the connection until the body is closed.
+		resp.Body = &closingBody{ReadCloser: resp.Body, conn: conn, stop: stop}
+		return resp, nil
+	}
+	if !stop() {
+		// The context ended as the answer arrived.
+		conn.Close()
+		return nil, ctx.Err()
+	}
+	uc := &upgradedConn{Conn: conn}
+	if n := br.Buffered(); n > 0 {
+		// The upstream spoke right after its 101, in the same packet.
+		uc.early = make([]byte, n)
+		io.ReadFull(br, uc.early)
+	}
+	resp.Body = uc
+	return resp, nil
+}
+
+func (t *upgradeTransport) dial(ctx context.Context, addr string) (net.Conn, error) {
+	conn, err := t.dialer.DialContext(ctx, "tcp", addr)
+	if err != nil || t.tls == nil {
+		return conn, err
+	}
+	hctx := ctx
+	if t.handshakeTimeout > 0 {
+		var cancel context.CancelFunc
+		hctx, cancel = context.WithTimeout(ctx, t.handshakeTimeout)
+		defer cancel()
+	}
+	tc := tls.Client(conn, t.tls)
+	if err := tc.HandshakeContext(hctx); err != nil {
+		conn.Close()
+		return nil, err
+	}
+	return tc, nil
+}
+
+// exchange writes req to conn and reads the head of the answer, skipping
+// informational answers other than 101 (passing them to the request's
+// httptrace.ClientTrace, as http.Transport does).
+func (t *upgradeTransport) exchange(ctx context.Context, conn net.Conn, req *http.Request) (*http.Response, *bufio.Reader, error) {
+	bw := bufio.NewWriterSize(conn, upgradeBufSize)
+	err := req.Write(bw)
+	if err == nil {
+		err = bw.Flush()
+	}
+	if err != nil {
+		return nil, nil, err
+	}
+	if t.headerTimeout > 0 {
+		if err := setReadDeadline(ctx, conn, time.Now().Add(t.headerTimeout)); err != nil {
+			return nil, nil, err
+		}
+	}
+	br := bufio.NewReaderSize(conn, upgradeBufSize)
+	trace := httptrace.ContextClientTrace(ctx)
+	for range max1xx + 1 {
+		resp, err := http.ReadResponse(br, req)
+		if err != nil {
+			return nil, nil, err
+		}
+		code := resp.StatusCode
+		if code < 100 || code > 199 || code == http.StatusSwitchingProtocols {
+			if err := setReadDeadline(ctx, conn, time.Time{}); err != nil {
+				return nil, nil, err
+			}
+			return resp, br, nil
+		}
+		if trace != nil && trace.Got1xxResponse != nil {
+			if err := trace.Got1xxResponse(code, textproto.MIMEHeader(resp.Header)); err != nil {
+				return nil, nil, err
+			}
+		}
+	}
+	return nil, nil, errTooMany1xx
+}
+
+var errTooMany1xx = errors.New("upstream sent too many informational responses")
+
+// setReadDeadline sets conn's read deadline unless ctx has ended: the
+// context's own expiry of the deadline must not be undone.
+func setReadDeadline(ctx context.Context, conn net.Conn, t time.Time) error {
+	conn.SetReadDeadline(t)
+	return ctx.Err()
+}
+
+// closingBody is the body of an answer other than 101: closing it closes
+// the connection it came on.
+type closingBody struct {
+	io.ReadCloser
+	conn net.Conn
+	stop func() bool
+}
+
+func (b *closingBody) Close() error {
+	err := b.ReadCloser.Close()
+	b.stop()
+	b.conn.Close()
+	return err
+}
+
+// upgradedConn is an upstream connection after a 101: reads return first
+// what the upstream sent after the 101 in the same read as its head.
+type upgradedConn struct {
+	net.Conn
+	early []byte
+}
+
+func (c *upgradedConn) Read(p []byte) (int, error) {
+	if len(c.early) > 0 {
+		n := copy(p, c.early)
+		c.early = c.early[n:]
+		if len(c.early) == 0 {
+			c.early = nil
+		}
+		return n, nil
+	}
+	return c.Conn.Read(p)
+}
+
+// NetConn is the connection to the upstream.
+func (c *upgradedConn) NetConn() net.Conn { return c.Conn }
