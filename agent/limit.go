@@ -48,3 +48,7 @@ func (c *limitConn) Close() error {
 	c.once.Do(c.release)
 	return err
 }
+
+// NetConn is the accepted connection, so that the proxy can wait on its
+// socket (agent/proxy's idle tunnels).
+func (c *limitConn) NetConn() net.Conn { return c.Conn }

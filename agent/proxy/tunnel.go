@@ -6,9 +6,12 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
+	"time"
 )
 
 // An upgraded connection (a WebSocket) is relayed by a tunnel of flowgate's
@@ -18,11 +21,20 @@ import (
 // request and a stack grown by the TLS handshake, and it copies each
 // direction with a 32 KiB buffer: about 90 KiB for every idle WebSocket.
 // modifyResponse hands the 101 response to startTunnel instead, which
-// checks and answers the upgrade as ReverseProxy does, starts two copy
-// goroutines and lets the handler return; the request is finished (access
-// log, metrics, in-flight count) when the tunnel ends. Each direction waits
-// with a small buffer and borrows a pooled 32 KiB one only while data
-// arrives faster than the small one holds.
+// checks and answers the upgrade as ReverseProxy does, starts the two
+// directions and lets the handler return; the request is finished (access
+// log, metrics, in-flight count) when the tunnel ends.
+//
+// Most WebSockets are idle most of the time, so a direction has two modes.
+// Copying, a goroutine reads and writes with a small buffer, and borrows a
+// pooled 32 KiB one while data arrives faster than the small one holds.
+// Once its source has been quiet for a whole tunnelQuietPeriod, the
+// direction goes idle: the copying goroutine, whose stack the TLS and
+// write paths have grown, starts a new goroutine and ends. The new one
+// waits on the socket itself (waitReadable), with no buffer and the
+// smallest stack, and starts copying when there is something to read. An
+// idle WebSocket thus costs two small stacks besides the connections
+// themselves.
 
 // errTunnelStarted is what modifyResponse returns once it has taken an
 // upgraded connection over; errorHandler answers it with nothing.
@@ -78,8 +90,15 @@ func (p *Proxy) startTunnel(st *requestState, res *http.Response) error {
 	res.Body = http.NoBody
 	t := &tunnel{p: p, st: st, client: conn, back: back}
 	t.running.Store(2)
-	go t.toUpstream(early)
-	go t.toClient()
+	t.up = direction{t: t, src: conn, dst: back, early: early}
+	t.up.setQuiet(conn)
+	t.down = direction{t: t, src: back, dst: conn}
+	if uc, ok := back.ReadWriteCloser.(*upgradedConn); ok {
+		t.down.early, uc.early = uc.early, nil
+		t.down.setQuiet(uc)
+	}
+	t.up.start()
+	t.down.start()
 	return errTunnelStarted
 }
 
@@ -90,23 +109,72 @@ type tunnel struct {
 	st     *requestState
 	client net.Conn
 	back   *trackedConn
-	// running counts the directions still copying.
-	running atomic.Int32
+	// running counts the directions still copying or waiting.
+	running  atomic.Int32
+	up, down direction
 }
 
-func (t *tunnel) toUpstream(early []byte) {
-	defer t.end()
-	if len(early) > 0 {
-		if _, err := t.back.Write(early); err != nil {
+// direction is one way through a tunnel: from src to dst.
+type direction struct {
+	t   *tunnel
+	src io.Reader
+	dst io.Writer
+	// early is what was read from src before the tunnel started; it is
+	// written first.
+	early []byte
+	// conn is src's connection and raw its socket, for idling (see
+	// setQuiet); nil when src cannot idle: it is then read continuously.
+	conn readDeadliner
+	raw  syscall.RawConn
+}
+
+type readDeadliner interface{ SetReadDeadline(time.Time) error }
+
+// setQuiet lets the direction idle when c, the connection under src, has a
+// socket to wait on.
+func (d *direction) setQuiet(c net.Conn) {
+	if raw := socketOf(c); raw != nil {
+		d.conn, d.raw = c, raw
+	}
+}
+
+// start starts the direction on a goroutine of its own.
+func (d *direction) start() {
+	if d.raw == nil || len(d.early) > 0 {
+		go d.copy()
+	} else {
+		go d.idle()
+	}
+}
+
+// idle waits until src has something to read, then copies.
+func (d *direction) idle() {
+	if err := waitReadable(d.raw); err != nil {
+		d.t.end() // closed
+		return
+	}
+	d.copy()
+}
+
+// copy copies until src stays quiet (then idles on a new goroutine) or
+// either side fails or ends (then ends the tunnel).
+func (d *direction) copy() {
+	if len(d.early) > 0 {
+		n, err := d.dst.Write(d.early)
+		if err == nil && n != len(d.early) {
+			err = io.ErrShortWrite
+		}
+		d.early = nil
+		if err != nil {
+			d.t.end()
 			return
 		}
 	}
-	pump(t.back, t.client.Read, t.back.bufs)
-}
-
-func (t *tunnel) toClient() {
-	defer t.end()
-	pump(t.client, t.back.Read, t.back.bufs)
+	if _, err := pump(d.dst, d.src, d.t.back.bufs, d.conn, tunnelQuietPeriod); err == errQuiet {
+		go d.idle()
+		return
+	}
+	d.t.end()
 }
 
 // end closes both sides, which ends the other direction too, as
@@ -122,6 +190,31 @@ func (t *tunnel) end() {
 	if t.st.tunnel.Add(-1) == 0 {
 		t.p.finish(t.st)
 	}
+}
+
+// socketOf is the socket under c (unwrapping TLS and any connection with a
+// NetConn method), or nil when there is none to wait on. A wrapper with a
+// NetConn method must not keep data it has read from the connection under
+// it: a wait on the socket would not see that data.
+func socketOf(c any) syscall.RawConn {
+	for range 8 {
+		switch v := c.(type) {
+		case syscall.Conn:
+			if !canWaitReadable {
+				return nil
+			}
+			raw, err := v.SyscallConn()
+			if err != nil {
+				return nil
+			}
+			return raw
+		case interface{ NetConn() net.Conn }:
+			c = v.NetConn()
+		default:
+			return nil
+		}
+	}
+	return nil
 }
 
 // upgradeType is the protocol an upgrade request or response names.
@@ -150,19 +243,33 @@ func copyHeader(dst, src http.Header) {
 	}
 }
 
-// tunnelSmallBuf is the buffer an upgraded connection waits with. A typical
+// tunnelSmallBuf is the buffer a copying direction reads with. A typical
 // WebSocket message (a TLS record of a few hundred bytes to 1 KiB) fits.
 const tunnelSmallBuf = 2 << 10
 
-var errInvalidWrite = errors.New("invalid write result")
+// tunnelQuietPeriod is how long a direction's source must stay quiet for
+// the direction to go idle. While data flows, the period's timer is set
+// once per period, not per read; a direction that goes quiet idles within
+// two periods.
+const tunnelQuietPeriod = 100 * time.Millisecond
 
-// pump copies from read to dst with io.Copy's semantics (io.EOF ends the copy
-// without error; any other error is returned). It reads into a small buffer;
-// when a read fills it, it switches to a buffer from pool (of *copyBuf; nil
-// means never) and returns it once a read brings less
-// than the small buffer would have held, so an idle connection holds only
-// the small buffer.
-func pump(dst io.Writer, read func([]byte) (int, error), pool *sync.Pool) (written int64, err error) {
+var (
+	errInvalidWrite = errors.New("invalid write result")
+	// errQuiet ends a pump whose source stayed quiet for a whole period.
+	errQuiet = errors.New("source quiet for a whole period")
+)
+
+// pump copies from src to dst with io.Copy's semantics (io.EOF ends the
+// copy without error; any other error is returned). It reads into a small
+// buffer; when a read fills it, it switches to a buffer from pool (of
+// *copyBuf; nil means never) and returns it once a read brings less than
+// the small buffer would have held.
+//
+// With quiet set (src's connection), pump also returns, with errQuiet and
+// the read deadline cleared, once src has sent nothing for a whole period. src must then keep no data of its own between reads
+// that a wait on the socket would miss: a tls.Conn only times out while it
+// lacks a whole record, and it keeps a partial one for the next read.
+func pump(dst io.Writer, src io.Reader, pool *sync.Pool, quiet readDeadliner, period time.Duration) (written int64, err error) {
 	small := make([]byte, tunnelSmallBuf)
 	buf := small
 	var big *copyBuf
@@ -171,9 +278,16 @@ func pump(dst io.Writer, read func([]byte) (int, error), pool *sync.Pool) (writt
 			pool.Put(big)
 		}
 	}()
+	moved := false
+	if quiet != nil {
+		if err := quiet.SetReadDeadline(time.Now().Add(period)); err != nil {
+			return 0, err
+		}
+	}
 	for {
-		nr, rerr := read(buf)
+		nr, rerr := src.Read(buf)
 		if nr > 0 {
+			moved = true
 			nw, werr := dst.Write(buf[:nr])
 			if nw < 0 || nr < nw {
 				nw = 0
@@ -193,7 +307,21 @@ func pump(dst io.Writer, read func([]byte) (int, error), pool *sync.Pool) (writt
 			if rerr == io.EOF {
 				return written, nil
 			}
-			return written, rerr
+			if quiet == nil || !errors.Is(rerr, os.ErrDeadlineExceeded) {
+				return written, rerr
+			}
+			next := time.Time{} // quiet for a whole period: no deadline while idle
+			if moved {
+				next = time.Now().Add(period)
+			}
+			if err := quiet.SetReadDeadline(next); err != nil {
+				return written, err
+			}
+			if !moved {
+				return written, errQuiet
+			}
+			moved = false
+			continue
 		}
 		switch {
 		case big == nil && nr == len(small) && pool != nil:

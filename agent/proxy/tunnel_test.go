@@ -5,12 +5,14 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha1"
+	"crypto/tls"
 	"encoding/base64"
 	"errors"
 	"io"
 	"log/slog"
 	"net"
 	"net/http"
+	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -42,6 +44,11 @@ func (r *chunkReader) Read(p []byte) (int, error) {
 	return n, nil
 }
 
+// readerFunc is an io.Reader of a function.
+type readerFunc func([]byte) (int, error)
+
+func (f readerFunc) Read(p []byte) (int, error) { return f(p) }
+
 func testBufPool() *sync.Pool {
 	return &sync.Pool{New: func() any { return new(copyBuf) }}
 }
@@ -67,7 +74,7 @@ func TestPumpCopiesEverything(t *testing.T) {
 			}
 			var dst bytes.Buffer
 			src := &chunkReader{data: bytes.Clone(data), chunk: tc.chunk}
-			n, err := pump(&dst, src.Read, testBufPool())
+			n, err := pump(&dst, src, testBufPool(), nil, 0)
 			if err != nil {
 				t.Fatalf("pump: got error %v; want nil at EOF", err)
 			}
@@ -106,7 +113,7 @@ func TestPumpWaitsWithTheSmallBuffer(t *testing.T) {
 		}
 		return n, nil
 	}
-	if _, err := pump(io.Discard, read, testBufPool()); err != nil {
+	if _, err := pump(io.Discard, readerFunc(read), testBufPool(), nil, 0); err != nil {
 		t.Fatalf("pump: %v", err)
 	}
 	want := []int{
@@ -155,7 +162,7 @@ func TestPumpErrors(t *testing.T) {
 		{"short write", shortWriter{}, &chunkReader{data: []byte("abcd"), chunk: 4}, io.ErrShortWrite},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			_, err := pump(tc.dst, tc.src.Read, nil)
+			_, err := pump(tc.dst, tc.src, nil, nil, 0)
 			if !errors.Is(err, tc.want) {
 				t.Fatalf("pump: got error %v; want %v", err, tc.want)
 			}
@@ -282,6 +289,165 @@ func TestTunnelRejectsAnotherProtocol(t *testing.T) {
 		t.Fatalf("status: got %d; want 502", code)
 	}
 	eventually(t, "the proxy closes the upstream connection", func() bool { return p.WebSockets() == 0 })
+}
+
+// TestPumpReturnsWhenQuiet checks the quiet period on a real deadline: data
+// in every period keeps the pump copying; a whole period without any ends
+// it with errQuiet and the read deadline cleared.
+func TestPumpReturnsWhenQuiet(t *testing.T) {
+	t.Parallel()
+	const period = 200 * time.Millisecond
+	src, w := net.Pipe()
+	defer src.Close()
+	defer w.Close()
+	go func() {
+		w.Write([]byte("a"))
+		time.Sleep(period * 3 / 2) // in the middle of the second period
+		w.Write([]byte("b"))
+	}()
+	var dst bytes.Buffer
+	start := time.Now()
+	n, err := pump(&dst, src, testBufPool(), src, period)
+	if err != errQuiet {
+		t.Fatalf("pump: got error %v; want errQuiet", err)
+	}
+	if n != 2 || dst.String() != "ab" {
+		t.Fatalf("pump copied %d bytes %q; want 2 bytes \"ab\"", n, dst.String())
+	}
+	// "b" came in the second period, so only the third was quiet.
+	if took := time.Since(start); took < 2*period {
+		t.Errorf("pump returned after %v; want at least two periods (%v)", took, 2*period)
+	}
+	// The deadline is gone: a read waits for data again.
+	go func() {
+		time.Sleep(2 * period)
+		w.Write([]byte("c"))
+	}()
+	b := make([]byte, 1)
+	if _, err := src.Read(b); err != nil || b[0] != 'c' {
+		t.Fatalf("read after pump: got %q, %v; want \"c\" with no deadline left", b, err)
+	}
+}
+
+// tunnelGoroutines counts the goroutines of tunnel directions: those
+// waiting idle on a socket and those copying.
+func tunnelGoroutines() (idle, copying int) {
+	buf := make([]byte, 1<<20)
+	for {
+		n := runtime.Stack(buf, true)
+		if n < len(buf) {
+			buf = buf[:n]
+			break
+		}
+		buf = make([]byte, 2*len(buf))
+	}
+	for _, g := range strings.Split(string(buf), "\n\n") {
+		switch {
+		case strings.Contains(g, "proxy.pump("):
+			copying++
+		case strings.Contains(g, "proxy.(*direction).idle("):
+			idle++
+		}
+	}
+	return idle, copying
+}
+
+// TestIdleTunnelHoldsNoBuffer: once a WebSocket has been quiet for a while,
+// both directions wait on their sockets (no buffer, the smallest stack),
+// even after a burst that borrowed a pooled buffer; a message wakes them.
+func TestIdleTunnelHoldsNoBuffer(t *testing.T) {
+	a := newWSBackend(t, "a")
+	p := newTestProxy(t, Options{}, a.upstream())
+	url, client := frontTLS(t, p)
+	c := dialWS(t, url, client)
+	bothIdle := func() bool { idle, copying := tunnelGoroutines(); return idle == 2 && copying == 0 }
+	for _, msg := range []string{strings.Repeat("x", 200<<10), "hello"} {
+		if got, err := echo(c, msg); err != nil || got != "a:"+msg {
+			t.Fatalf("echo: got %.20q, %v; want %.20q", got, err, "a:"+msg)
+		}
+		eventually(t, "both directions wait idle, with no buffer", bothIdle)
+	}
+}
+
+// splitConn writes, once armed, each write in two halves, calling between
+// in the pause.
+type splitConn struct {
+	net.Conn
+	armed   atomic.Bool
+	between func()
+}
+
+func (c *splitConn) Write(p []byte) (int, error) {
+	if !c.armed.Load() || len(p) < 2 {
+		return c.Conn.Write(p)
+	}
+	n, err := c.Conn.Write(p[:len(p)/2])
+	if err != nil {
+		return n, err
+	}
+	c.between()
+	m, err := c.Conn.Write(p[len(p)/2:])
+	return n + m, err
+}
+
+// TestTunnelIdlesInsideATLSRecord: a client that stops in the middle of a
+// TLS record leaves half of it in the tls.Conn when the direction goes
+// idle; the rest, once it comes, completes the record and the message
+// reaches the upstream.
+func TestTunnelIdlesInsideATLSRecord(t *testing.T) {
+	a := newWSBackend(t, "a")
+	p := newTestProxy(t, Options{}, a.upstream())
+	url, client := frontTLS(t, p)
+	raw, err := net.Dial("tcp", strings.TrimPrefix(url, "https://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	sc := &splitConn{Conn: raw, between: func() {
+		// The first half wakes the direction to the upstream, which then
+		// waits a quiet period for the rest and goes idle again.
+		eventually(t, "the first half of the record wakes a direction", func() bool {
+			_, copying := tunnelGoroutines()
+			return copying == 1
+		})
+		eventually(t, "both directions idle with half a record sent", func() bool {
+			idle, copying := tunnelGoroutines()
+			return idle == 2 && copying == 0
+		})
+	}}
+	cfg := client.Transport.(*http.Transport).TLSClientConfig.Clone()
+	cfg.ServerName = "example.com" // in httptest's certificate
+	conn := tls.Client(sc, cfg)
+	defer conn.Close()
+	conn.SetDeadline(time.Now().Add(10 * time.Second))
+	req := "GET /ws HTTP/1.1\r\nHost: flowgate.test\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n" +
+		"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+	if _, err := io.WriteString(conn, req); err != nil {
+		t.Fatal(err)
+	}
+	br := bufio.NewReader(conn)
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil || resp.StatusCode != http.StatusSwitchingProtocols {
+		t.Fatalf("upgrade: got %v, %v; want 101", resp, err)
+	}
+	mask := [4]byte{9, 8, 7, 6}
+	msg := strings.Repeat("split ", 50)
+	frame := []byte{0x81, 0x80 | 126, byte(len(msg) >> 8), byte(len(msg)), mask[0], mask[1], mask[2], mask[3]}
+	for i := range len(msg) {
+		frame = append(frame, msg[i]^mask[i%4])
+	}
+	sc.armed.Store(true)
+	if _, err := conn.Write(frame); err != nil { // one record, sent in two halves
+		t.Fatal(err)
+	}
+	sc.armed.Store(false)
+	want := "a:" + msg
+	got := make([]byte, 4+len(want))
+	if _, err := io.ReadFull(br, got); err != nil {
+		t.Fatalf("reading the echo: %v", err)
+	}
+	if got[0] != 0x81 || got[1] != 126 || int(got[2])<<8|int(got[3]) != len(want) || string(got[4:]) != want {
+		t.Fatalf("echo frame: got %.40q; want a text frame %.40q", got, want)
+	}
 }
 
 // TestTunnelForwardsEarlyUpstreamBytes: an upstream that sends a message in
