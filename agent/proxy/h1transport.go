@@ -57,8 +57,10 @@ type h1Transport struct {
 // more fails the request rather than growing flowgate's memory.
 const maxResponseHeaderBytes = 1 << 20
 
-// max1xxResponses bounds the informational responses before the final one.
-const max1xxResponses = 5
+// max1xx bounds the informational responses before the final one.
+const max1xx = 5
+
+var errTooMany1xx = fmt.Errorf("upstream sent more than %d informational responses", max1xx)
 
 func newH1Transport(u string, tlsConfig *tls.Config, o TransportOptions, now func() time.Time) *h1Transport {
 	return &h1Transport{
@@ -263,8 +265,9 @@ type h1Conn struct {
 	abortFn   func() // c.abort, made once
 
 	// Per request.
-	got       int64 // bytes read since the request was written
-	headLimit int64 // bytes the response head may still take; < 0 once it is read
+	ctx       context.Context // the request's; its end expires the deadlines
+	got       int64           // bytes read since the request was written
+	headLimit int64           // bytes the response head may still take; < 0 once it is read
 }
 
 // aLongTimeAgo is a deadline that makes every blocked read or write on a
@@ -285,7 +288,7 @@ func (c *h1Conn) Read(p []byte) (int, error) {
 			p = p[:c.headLimit]
 		}
 	} else if c.t.readTimeout > 0 {
-		if err := c.nc.SetReadDeadline(time.Now().Add(c.t.readTimeout)); err != nil {
+		if err := setReadDeadline(c.ctx, c.nc, time.Now().Add(c.t.readTimeout)); err != nil {
 			return 0, err
 		}
 	}
@@ -323,39 +326,23 @@ func (c *h1Conn) roundTrip(req *http.Request) (*http.Response, error) {
 		c.bw.Reset(c.nc)
 		return fail(&staleConnError{err: err, unsent: true})
 	}
-	if err := c.nc.SetReadDeadline(c.headDeadline()); err != nil {
+	c.ctx = ctx
+	if err := setReadDeadline(ctx, c.nc, c.headDeadline()); err != nil {
 		return fail(err)
 	}
-	var resp *http.Response
-	for n1xx := 0; ; n1xx++ {
-		resp, err = http.ReadResponse(c.br, req)
-		if err != nil {
-			if c.got == 0 && (errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, syscall.ECONNRESET)) {
-				err = &staleConnError{err: err}
-			}
-			return fail(err)
+	resp, err := readResponse(c.br, req)
+	if err != nil {
+		if c.got == 0 && (errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, syscall.ECONNRESET)) {
+			err = &staleConnError{err: err}
 		}
-		if resp.StatusCode >= 200 {
-			break
-		}
-		if resp.StatusCode == http.StatusSwitchingProtocols {
-			return fail(errors.New("upstream switched protocols for a request that asked for no upgrade"))
-		}
-		if n1xx == max1xxResponses {
-			return fail(fmt.Errorf("upstream sent more than %d informational responses", max1xxResponses))
-		}
-		// 103 Early Hints and the like reach the client through the trace
-		// httputil.ReverseProxy installs; 100 Continue means nothing here.
-		if trace := httptrace.ContextClientTrace(ctx); trace != nil && trace.Got1xxResponse != nil && resp.StatusCode != http.StatusContinue {
-			if err := trace.Got1xxResponse(resp.StatusCode, textproto.MIMEHeader(resp.Header)); err != nil {
-				return fail(err)
-			}
-		}
-		c.headLimit = maxResponseHeaderBytes
+		return fail(err)
+	}
+	if resp.StatusCode == http.StatusSwitchingProtocols {
+		return fail(errors.New("upstream switched protocols for a request that asked for no upgrade"))
 	}
 	c.headLimit = -1
 	if c.t.readTimeout <= 0 {
-		if err := c.nc.SetReadDeadline(time.Time{}); err != nil {
+		if err := setReadDeadline(ctx, c.nc, time.Time{}); err != nil {
 			return fail(err)
 		}
 	}
@@ -366,6 +353,39 @@ func (c *h1Conn) roundTrip(req *http.Request) (*http.Response, error) {
 	}
 	resp.Body = &h1Body{c: c, body: resp.Body, stop: stop, keep: keep}
 	return resp, nil
+}
+
+// readResponse reads the head of the final response to req, or of a 101:
+// the informational responses before it (103 Early Hints) go to the trace
+// httputil.ReverseProxy installs, which passes them on to the client; 100
+// Continue means nothing to a request flowgate has sent whole.
+func readResponse(br *bufio.Reader, req *http.Request) (*http.Response, error) {
+	trace := httptrace.ContextClientTrace(req.Context())
+	for range max1xx + 1 {
+		resp, err := http.ReadResponse(br, req)
+		if err != nil {
+			return nil, err
+		}
+		code := resp.StatusCode
+		if code < 100 || code >= 200 || code == http.StatusSwitchingProtocols {
+			return resp, nil
+		}
+		if code != http.StatusContinue && trace != nil && trace.Got1xxResponse != nil {
+			if err := trace.Got1xxResponse(code, textproto.MIMEHeader(resp.Header)); err != nil {
+				return nil, err
+			}
+		}
+	}
+	return nil, errTooMany1xx
+}
+
+// setReadDeadline sets conn's read deadline unless ctx has ended: the
+// deadline in the past that the context's end set must not be undone.
+func setReadDeadline(ctx context.Context, conn net.Conn, t time.Time) error {
+	if err := conn.SetReadDeadline(t); err != nil {
+		return err
+	}
+	return ctx.Err()
 }
 
 // headDeadline is when the response head must have arrived: the header
@@ -381,6 +401,7 @@ func (c *h1Conn) headDeadline() time.Time {
 // done ends a request: the connection goes back to the pool when the
 // response allowed it and the client's context watch never fired.
 func (c *h1Conn) done(stop func() bool, keep bool) {
+	c.ctx = nil
 	// Bytes past the end of the response would be read as the next
 	// response: an upstream that sends them loses the connection.
 	if !stop() || !keep || c.br.Buffered() > 0 {

@@ -4,12 +4,9 @@ import (
 	"bufio"
 	"context"
 	"crypto/tls"
-	"errors"
 	"io"
 	"net"
 	"net/http"
-	"net/http/httptrace"
-	"net/textproto"
 	"time"
 
 	"github.com/flowgate/flowgate/discovery"
@@ -41,9 +38,6 @@ var _ http.RoundTripper = (*upgradeTransport)(nil)
 // and a 101 fit; a bigger head only takes more reads.
 const upgradeBufSize = 2 << 10
 
-// max1xx bounds the informational answers skipped before the real one.
-const max1xx = 5
-
 // newUpgradeTransport builds the transport for upgrades to u: the dial and
 // TLS settings of newTransport, no read timeout.
 func newUpgradeTransport(u discovery.Upstream, o TransportOptions) *upgradeTransport {
@@ -51,21 +45,7 @@ func newUpgradeTransport(u discovery.Upstream, o TransportOptions) *upgradeTrans
 		dialer:           net.Dialer{Timeout: o.DialTimeout, KeepAlive: 30 * time.Second},
 		handshakeTimeout: o.DialTimeout,
 		headerTimeout:    o.ResponseHeaderTimeout,
-	}
-	if u.TLS {
-		if o.TLS != nil {
-			t.tls = o.TLS.Clone()
-		} else {
-			t.tls = &tls.Config{MinVersion: tls.VersionTLS12}
-		}
-		t.tls.NextProtos = []string{"http/1.1"}
-		if t.tls.ServerName == "" {
-			host, _, err := net.SplitHostPort(u.Addr)
-			if err != nil {
-				host = u.Addr
-			}
-			t.tls.ServerName = host
-		}
+		tls:              upstreamTLS(u, o),
 	}
 	return t
 }
@@ -156,36 +136,40 @@ func (t *upgradeTransport) exchange(ctx context.Context, conn net.Conn, req *htt
 			return nil, nil, err
 		}
 	}
-	br := bufio.NewReaderSize(conn, upgradeBufSize)
-	trace := httptrace.ContextClientTrace(ctx)
-	for range max1xx + 1 {
-		resp, err := http.ReadResponse(br, req)
-		if err != nil {
-			return nil, nil, err
-		}
-		code := resp.StatusCode
-		if code < 100 || code > 199 || code == http.StatusSwitchingProtocols {
-			if err := setReadDeadline(ctx, conn, time.Time{}); err != nil {
-				return nil, nil, err
-			}
-			return resp, br, nil
-		}
-		if trace != nil && trace.Got1xxResponse != nil {
-			if err := trace.Got1xxResponse(code, textproto.MIMEHeader(resp.Header)); err != nil {
-				return nil, nil, err
-			}
-		}
+	lim := &headLimiter{r: conn, n: maxResponseHeaderBytes}
+	br := bufio.NewReaderSize(lim, upgradeBufSize)
+	resp, err := readResponse(br, req)
+	if err != nil {
+		return nil, nil, err
 	}
-	return nil, nil, errTooMany1xx
+	lim.n = -1 // the body, if any, is not bounded
+	if err := setReadDeadline(ctx, conn, time.Time{}); err != nil {
+		return nil, nil, err
+	}
+	return resp, br, nil
 }
 
-var errTooMany1xx = errors.New("upstream sent too many informational responses")
+// headLimiter bounds what a response head may take: an upstream that
+// sends more fails the request rather than growing flowgate's memory.
+// n < 0 lifts the bound.
+type headLimiter struct {
+	r io.Reader
+	n int64
+}
 
-// setReadDeadline sets conn's read deadline unless ctx has ended: the
-// context's own expiry of the deadline must not be undone.
-func setReadDeadline(ctx context.Context, conn net.Conn, t time.Time) error {
-	conn.SetReadDeadline(t)
-	return ctx.Err()
+func (l *headLimiter) Read(p []byte) (int, error) {
+	if l.n < 0 {
+		return l.r.Read(p)
+	}
+	if l.n == 0 {
+		return 0, errResponseHeadTooLarge
+	}
+	if int64(len(p)) > l.n {
+		p = p[:l.n]
+	}
+	n, err := l.r.Read(p)
+	l.n -= int64(n)
+	return n, err
 }
 
 // closingBody is the body of an answer other than 101: closing it closes

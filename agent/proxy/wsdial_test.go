@@ -7,6 +7,8 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -140,4 +142,31 @@ func TestUpgradeClientGoesAway(t *testing.T) {
 	}
 	waitEnded(t, ended)
 	eventually(t, "the in-flight count drops", func() bool { return p.Status()[0].InFlight == 0 })
+}
+
+// TestUpgradeResponseHeadBounded: the head of an answer to an upgrade is
+// bounded like any other (502 beyond 1 MiB); a body after it is not.
+func TestUpgradeResponseHeadBounded(t *testing.T) {
+	big := strings.Repeat("b", 2*maxResponseHeaderBytes)
+	for _, tt := range []struct {
+		name   string
+		answer string
+		status int
+		body   string
+	}{
+		{"2 MiB head", "HTTP/1.1 403 Forbidden\r\nX-Big: " + big + "\r\nContent-Length: 0\r\n\r\n", http.StatusBadGateway, ""},
+		{"2 MiB body", "HTTP/1.1 403 Forbidden\r\nContent-Length: " + strconv.Itoa(len(big)) + "\r\n\r\n" + big, http.StatusForbidden, big},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			up, _ := scriptedBackend(t, func(conn net.Conn, req *http.Request) {
+				io.WriteString(conn, tt.answer)
+			})
+			p := newTestProxy(t, Options{}, up)
+			url, client := front(t, p)
+			status, body, _ := do(t, client, upgradeRequest(t, context.Background(), url))
+			if status != tt.status || (tt.body != "" && body != tt.body) {
+				t.Fatalf("got %d with a %d-byte body; want %d with %d bytes", status, len(body), tt.status, len(tt.body))
+			}
+		})
+	}
 }
