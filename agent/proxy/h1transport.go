@@ -173,8 +173,6 @@ func (t *h1Transport) dial(ctx context.Context) (*h1Conn, error) {
 		}
 		c.nc = tc
 	}
-	c.br = bufio.NewReaderSize(c, 4<<10)
-	c.bw = bufio.NewWriterSize(c.nc, 4<<10)
 	return c, nil
 }
 
@@ -257,8 +255,7 @@ type h1Conn struct {
 	t  *h1Transport
 	nc net.Conn
 	fd int           // the TCP socket's descriptor, for the liveness check; -1 if unknown
-	br *bufio.Reader // reads through the h1Conn (Read below)
-	bw *bufio.Writer
+	br *bufio.Reader // reads through the h1Conn (Read below); nil while idle
 
 	reused    bool
 	idleSince time.Time
@@ -311,6 +308,7 @@ func (c *h1Conn) roundTrip(req *http.Request) (*http.Response, error) {
 	stop := context.AfterFunc(ctx, c.abortFn)
 	fail := func(err error) (*http.Response, error) {
 		stop()
+		c.releaseReader()
 		c.nc.Close()
 		if ctx.Err() != nil {
 			return nil, fmt.Errorf("%w (%w)", ctx.Err(), err)
@@ -318,12 +316,17 @@ func (c *h1Conn) roundTrip(req *http.Request) (*http.Response, error) {
 		return nil, err
 	}
 	c.got, c.headLimit = 0, maxResponseHeaderBytes
-	err := req.Write(c.bw)
+	c.br = h1Readers.Get().(*bufio.Reader)
+	c.br.Reset(c)
+	bw := h1Writers.Get().(*bufio.Writer)
+	bw.Reset(c.nc)
+	err := req.Write(bw)
 	if err == nil {
-		err = c.bw.Flush()
+		err = bw.Flush()
 	}
+	bw.Reset(nil)
+	h1Writers.Put(bw)
 	if err != nil {
-		c.bw.Reset(c.nc)
 		return fail(&staleConnError{err: err, unsent: true})
 	}
 	c.ctx = ctx
@@ -404,11 +407,28 @@ func (c *h1Conn) done(stop func() bool, keep bool) {
 	c.ctx = nil
 	// Bytes past the end of the response would be read as the next
 	// response: an upstream that sends them loses the connection.
-	if !stop() || !keep || c.br.Buffered() > 0 {
+	excess := c.br.Buffered() > 0
+	c.releaseReader()
+	if !stop() || !keep || excess {
 		c.nc.Close()
 		return
 	}
 	c.t.put(c)
+}
+
+// The buffers a connection reads and writes with are taken from pools for
+// each request and given back when it ends, so that a pooled connection
+// holds none. The reader is large enough that a chunked body arrives in
+// few pieces: httputil.ReverseProxy flushes each piece to the client.
+var (
+	h1Readers = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, 16<<10) }}
+	h1Writers = sync.Pool{New: func() any { return bufio.NewWriterSize(nil, 4<<10) }}
+)
+
+func (c *h1Conn) releaseReader() {
+	c.br.Reset(nil)
+	h1Readers.Put(c.br)
+	c.br = nil
 }
 
 // h1Body is a response body; closing it after it was read to the end pools
