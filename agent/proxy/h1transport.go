@@ -81,14 +81,12 @@ func canCarry(req *http.Request) bool {
 	return (req.Body == nil || req.Body == http.NoBody) && req.Header.Get("Upgrade") == ""
 }
 
-// RoundTrip sends req on a pooled or new connection. A pooled connection
+// RoundTrip sends req, which canCarry must have let through, on a pooled
+// or new connection. A pooled connection
 // that the upstream closed while it was idle is found out before use, or,
 // if the upstream closes it at the moment of use, the request is sent again
 // on a new connection when it is idempotent.
 func (t *h1Transport) RoundTrip(req *http.Request) (*http.Response, error) {
-	if !canCarry(req) {
-		return nil, errors.New("internal error: request with a body or an upgrade on the HTTP/1.1 fast path")
-	}
 	for fresh := false; ; fresh = true {
 		c, err := t.get(req.Context(), fresh)
 		if err != nil {
@@ -151,29 +149,42 @@ func (t *h1Transport) get(ctx context.Context, fresh bool) (*h1Conn, error) {
 }
 
 func (t *h1Transport) dial(ctx context.Context) (*h1Conn, error) {
-	nc, err := t.dialer.DialContext(ctx, "tcp", t.addr)
+	nc, err := dialUpstream(ctx, &t.dialer, t.addr, t.tlsConfig)
 	if err != nil {
 		return nil, err
 	}
 	c := &h1Conn{t: t, nc: nc, fd: -1}
-	if sc, ok := nc.(syscall.Conn); ok {
+	tcp := nc
+	if tc, ok := nc.(*tls.Conn); ok {
+		tcp = tc.NetConn()
+	}
+	if sc, ok := tcp.(syscall.Conn); ok {
 		if raw, err := sc.SyscallConn(); err == nil {
 			raw.Control(func(fd uintptr) { c.fd = int(fd) })
 		}
 	}
 	c.abortFn = c.abort
-	if t.tlsConfig != nil {
-		tc := tls.Client(nc, t.tlsConfig)
-		hctx, cancel := context.WithTimeout(ctx, t.dialer.Timeout)
-		err := tc.HandshakeContext(hctx)
-		cancel()
-		if err != nil {
-			nc.Close()
-			return nil, fmt.Errorf("TLS handshake with %s: %w", t.addr, err)
-		}
-		c.nc = tc
-	}
 	return c, nil
+}
+
+// dialUpstream connects to an upstream and, with tlsConfig, completes the
+// TLS handshake within the dialer's timeout (0: no limit).
+func dialUpstream(ctx context.Context, d *net.Dialer, addr string, tlsConfig *tls.Config) (net.Conn, error) {
+	nc, err := d.DialContext(ctx, "tcp", addr)
+	if err != nil || tlsConfig == nil {
+		return nc, err
+	}
+	if d.Timeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, d.Timeout)
+		defer cancel()
+	}
+	tc := tls.Client(nc, tlsConfig)
+	if err := tc.HandshakeContext(ctx); err != nil {
+		nc.Close()
+		return nil, fmt.Errorf("TLS handshake with %s: %w", addr, err)
+	}
+	return tc, nil
 }
 
 // put pools a connection whose response was read to the end, or closes it

@@ -26,9 +26,9 @@ type upgradeTransport struct {
 	// tls is the client configuration for an HTTPS upstream, with
 	// ServerName set; nil means plain TCP.
 	tls *tls.Config
-	// handshakeTimeout bounds the TLS handshake; headerTimeout the wait
-	// for the answer's head once the request is written. 0: no limit.
-	handshakeTimeout, headerTimeout time.Duration
+	// headerTimeout bounds the wait for the answer's head once the
+	// request is written. 0: no limit.
+	headerTimeout time.Duration
 }
 
 var _ http.RoundTripper = (*upgradeTransport)(nil)
@@ -42,10 +42,9 @@ const upgradeBufSize = 2 << 10
 // TLS settings of newTransport, no read timeout.
 func newUpgradeTransport(u discovery.Upstream, o TransportOptions) *upgradeTransport {
 	t := &upgradeTransport{
-		dialer:           net.Dialer{Timeout: o.DialTimeout, KeepAlive: 30 * time.Second},
-		handshakeTimeout: o.DialTimeout,
-		headerTimeout:    o.ResponseHeaderTimeout,
-		tls:              upstreamTLS(u, o),
+		dialer:        net.Dialer{Timeout: o.DialTimeout, KeepAlive: 30 * time.Second},
+		headerTimeout: o.ResponseHeaderTimeout,
+		tls:           upstreamTLS(u, o),
 	}
 	return t
 }
@@ -61,7 +60,7 @@ func (t *upgradeTransport) CloseIdleConnections() {}
 // RoundTrip fails.
 func (t *upgradeTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	ctx := req.Context()
-	conn, err := t.dial(ctx, req.URL.Host)
+	conn, err := dialUpstream(ctx, &t.dialer, req.URL.Host, t.tls)
 	if err != nil {
 		if req.Body != nil {
 			req.Body.Close()
@@ -98,25 +97,6 @@ func (t *upgradeTransport) RoundTrip(req *http.Request) (*http.Response, error) 
 	}
 	resp.Body = uc
 	return resp, nil
-}
-
-func (t *upgradeTransport) dial(ctx context.Context, addr string) (net.Conn, error) {
-	conn, err := t.dialer.DialContext(ctx, "tcp", addr)
-	if err != nil || t.tls == nil {
-		return conn, err
-	}
-	hctx := ctx
-	if t.handshakeTimeout > 0 {
-		var cancel context.CancelFunc
-		hctx, cancel = context.WithTimeout(ctx, t.handshakeTimeout)
-		defer cancel()
-	}
-	tc := tls.Client(conn, t.tls)
-	if err := tc.HandshakeContext(hctx); err != nil {
-		conn.Close()
-		return nil, err
-	}
-	return tc, nil
 }
 
 // exchange writes req to conn and reads the head of the answer, skipping
