@@ -17,8 +17,8 @@ import (
 func checkPeer(ctx context.Context, p *peer) error {
 	ctx, cancel := context.WithTimeout(ctx, 15*time.Second)
 	defer cancel()
-	h1 := &http.Client{Transport: &http.Transport{TLSClientConfig: clientTLS(nil, nil)}}
-	h2 := &http.Client{Transport: &http.Transport{TLSClientConfig: clientTLS(nil, []string{"h2", "http/1.1"}), ForceAttemptHTTP2: true}}
+	h1 := &http.Client{Transport: &http.Transport{TLSClientConfig: clientTLS(nil)}}
+	h2 := &http.Client{Transport: &http.Transport{TLSClientConfig: clientTLS([]string{"h2", "http/1.1"}), ForceAttemptHTTP2: true}}
 	defer h1.CloseIdleConnections()
 	defer h2.CloseIdleConnections()
 	base := "https://" + p.addr()

@@ -11,10 +11,9 @@ import (
 	"time"
 )
 
-// handshakeMetric is the counter flowgate would count TLS handshakes in, by
-// whether they resumed a session. While flowgate does not export it, the
-// resumption scenario reports flowgate's resumptions from the client side
-// only.
+// handshakeMetric is the counter flowgate counts TLS handshakes in, by
+// whether they resumed a session: the resumption scenario's server-side
+// count for flowgate, which sends no X-TLS-Resumed header.
 const handshakeMetric = "flowgate_tls_handshakes_total"
 
 // handshakes are the server-side handshake counts at one moment.

@@ -13,14 +13,15 @@ import (
 func TestParseWrk(t *testing.T) {
 	out := []byte(`Running 2s test @ https://127.0.0.1:1/bytes?n=1024
   1 threads and 64 connections
-FLOWBENCH {"requests":40000,"duration_us":2000000,"bytes":45000000,"connect":0,"read":0,"write":0,"status":3,"timeout":1,"p50_us":1500,"p99_us":9000}
+FLOWBENCH {"requests":40000,"duration_us":2000000,"bytes":45000000,"connect":0,"read":0,"write":0,"status":3,"timeout":1,"p50_us":1500,"p99_us":9000,"tls_reported":39990,"tls_resumed":39000}
 `)
 	r, err := parseWrk(out)
 	if err != nil {
 		t.Fatal(err)
 	}
-	got := []any{r.requests, r.elapsed, r.bytes, r.errors, r.p50, r.p99, r.rate()}
-	want := []any{int64(40000), 2 * time.Second, int64(45000000), int64(4), 1500 * time.Microsecond, 9 * time.Millisecond, 20000.0}
+	got := []any{r.requests, r.elapsed, r.bytes, r.errors, r.p50, r.p99, r.rate(), r.tlsReported, r.tlsResumed}
+	want := []any{int64(40000), 2 * time.Second, int64(45000000), int64(4), 1500 * time.Microsecond, 9 * time.Millisecond, 20000.0,
+		int64(39990), int64(39000)}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("parseWrk (-want +got):\n%s", diff)
 	}
@@ -185,6 +186,30 @@ func TestReportRatiosAndTargets(t *testing.T) {
 		if !strings.Contains(md, s) {
 			t.Errorf("markdown lacks %q:\n%s", s, md)
 		}
+	}
+}
+
+func TestCheckResumed(t *testing.T) {
+	for _, tc := range []struct {
+		name              string
+		requests          int64
+		reported, resumed float64
+		wantErr           bool
+	}{
+		{"all resumed", 1000, 1000, 995, false},
+		{"metric counts a few more handshakes", 1000, 1016, 1010, false},
+		{"90 percent", 1000, 1000, 900, false},
+		{"too few resumed", 1000, 1000, 899, true},
+		{"no server count", 1000, 0, 0, true},
+		{"server stopped reporting", 1000, 500, 500, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := loadResult{requests: tc.requests, extra: map[string]float64{"server_reported": tc.reported, "server_resumed": tc.resumed}}
+			if err := checkResumed(r); (err != nil) != tc.wantErr {
+				t.Errorf("checkResumed(%d requests, %v reported, %v resumed): got %v; want error %v",
+					tc.requests, tc.reported, tc.resumed, err, tc.wantErr)
+			}
+		})
 	}
 }
 

@@ -107,7 +107,7 @@ func (p *peer) waitReady(ctx context.Context, timeout time.Duration) error {
 			return ctx.Err()
 		case <-time.After(50 * time.Millisecond):
 		}
-		d := tls.Dialer{Config: clientTLS(nil, nil)}
+		d := tls.Dialer{Config: clientTLS(nil)}
 		c, err := d.DialContext(ctx, "tcp", p.addr())
 		if err == nil {
 			c.Close()
@@ -181,7 +181,7 @@ func freePorts(n int) ([]int, error) {
 // verification (as wrk and h2load), X25519 only (what OpenSSL 3.0 clients
 // offer, so every peer does the same key exchange), HTTP/1.1 unless nextProtos
 // says otherwise.
-func clientTLS(cache tls.ClientSessionCache, nextProtos []string) *tls.Config {
+func clientTLS(nextProtos []string) *tls.Config {
 	if nextProtos == nil {
 		nextProtos = []string{"http/1.1"}
 	}
@@ -189,7 +189,6 @@ func clientTLS(cache tls.ClientSessionCache, nextProtos []string) *tls.Config {
 		InsecureSkipVerify: true,
 		ServerName:         "localhost",
 		CurvePreferences:   []tls.CurveID{tls.X25519},
-		ClientSessionCache: cache,
 		NextProtos:         nextProtos,
 	}
 }

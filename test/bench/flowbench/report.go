@@ -293,11 +293,8 @@ func (r *report) markdown() string {
 		})
 		row(s, "peak RSS (MiB)", func(sm *summary) string { return fmt.Sprintf("%.1f", sm.PeakRSSKB/1024) })
 		if s.ID == "tls-resume" {
-			row(s, "resumed: client / server-reported", func(sm *summary) string {
-				if sm.Extra["server_reported"] == 0 {
-					return fmt.Sprintf("%.0f / n/a", sm.Extra["client_resumed"])
-				}
-				return fmt.Sprintf("%.0f / %.0f", sm.Extra["client_resumed"], sm.Extra["server_resumed"])
+			row(s, "handshakes resumed / all (server-reported)", func(sm *summary) string {
+				return fmt.Sprintf("%.0f / %.0f", sm.Extra["server_resumed"], sm.Extra["server_reported"])
 			})
 		}
 	}

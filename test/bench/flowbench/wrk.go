@@ -17,28 +17,60 @@ import (
 	"time"
 )
 
-// wrkScript makes wrk print its summary as one JSON line.
-const wrkScript = `done = function(summary, latency, requests)
+// wrkDone makes wrk print its summary as one JSON line, with the
+// X-TLS-Resumed counts of wrkResumedHook when the script has it.
+const wrkDone = `done = function(summary, latency, requests)
   local e = summary.errors
+  local reported, resumed = 0, 0
+  for _, t in ipairs(threads or {}) do
+    reported = reported + (t:get("tls_reported") or 0)
+    resumed = resumed + (t:get("tls_resumed") or 0)
+  end
   io.write(string.format('FLOWBENCH {"requests":%d,"duration_us":%d,"bytes":%d,' ..
-    '"connect":%d,"read":%d,"write":%d,"status":%d,"timeout":%d,"p50_us":%d,"p99_us":%d}\n',
+    '"connect":%d,"read":%d,"write":%d,"status":%d,"timeout":%d,"p50_us":%d,"p99_us":%d,' ..
+    '"tls_reported":%d,"tls_resumed":%d}\n',
     summary.requests, summary.duration, summary.bytes,
     e.connect, e.read, e.write, e.status, e.timeout,
-    latency:percentile(50), latency:percentile(99)))
+    latency:percentile(50), latency:percentile(99), reported, resumed))
+end
+`
+
+// wrkResumedHook counts, in each wrk thread, the responses that carry an
+// X-TLS-Resumed header and those among them that say the handshake resumed:
+// "r" from nginx ($ssl_session_reused), "1" from HAProxy
+// (ssl_fc_is_resumed), "true" from Caddy ({http.request.tls.resumed}).
+// Header names are compared in lower case: HAProxy sends them so, Caddy
+// canonicalizes them. A response() hook makes wrk hand every response to
+// Lua, so only the scenarios that need the counts load it.
+const wrkResumedHook = `threads = {}
+setup = function(thread) table.insert(threads, thread) end
+tls_reported, tls_resumed = 0, 0
+response = function(status, headers, body)
+  for name, value in pairs(headers) do
+    if string.lower(name) == "x-tls-resumed" then
+      tls_reported = tls_reported + 1
+      if value == "r" or value == "1" or value == "true" then
+        tls_resumed = tls_resumed + 1
+      end
+      break
+    end
+  end
 end
 `
 
 type wrkSummary struct {
-	Requests   int64 `json:"requests"`
-	DurationUS int64 `json:"duration_us"`
-	Bytes      int64 `json:"bytes"`
-	Connect    int64 `json:"connect"`
-	Read       int64 `json:"read"`
-	Write      int64 `json:"write"`
-	Status     int64 `json:"status"`
-	Timeout    int64 `json:"timeout"`
-	P50US      int64 `json:"p50_us"`
-	P99US      int64 `json:"p99_us"`
+	Requests    int64 `json:"requests"`
+	DurationUS  int64 `json:"duration_us"`
+	Bytes       int64 `json:"bytes"`
+	Connect     int64 `json:"connect"`
+	Read        int64 `json:"read"`
+	Write       int64 `json:"write"`
+	Status      int64 `json:"status"`
+	Timeout     int64 `json:"timeout"`
+	P50US       int64 `json:"p50_us"`
+	P99US       int64 `json:"p99_us"`
+	TLSReported int64 `json:"tls_reported"`
+	TLSResumed  int64 `json:"tls_resumed"`
 }
 
 // wholeSeconds rounds a duration up to whole seconds, at least one: wrk and
@@ -47,28 +79,57 @@ func wholeSeconds(d time.Duration) int {
 	return max(1, int(math.Ceil(d.Seconds())))
 }
 
+// wrkOptions describe one wrk run.
+type wrkOptions struct {
+	url   string
+	conns int
+	d     time.Duration
+	// newConns sends "Connection: close": wrk opens a new connection for
+	// every request, resuming the TLS session of the previous one (OpenSSL
+	// keeps it across SSL_clear).
+	newConns bool
+	// countResumed counts the X-TLS-Resumed response headers (see
+	// wrkResumedHook) into the result's extra "server_reported" and
+	// "server_resumed".
+	countResumed bool
+}
+
 // runWrk runs wrk with one thread on the load core.
-func runWrk(ctx context.Context, dir, url string, conns int, d time.Duration, headers ...string) (loadResult, error) {
-	script := filepath.Join(dir, "wrk-report.lua")
-	if _, err := os.Stat(script); err != nil {
-		if err := os.WriteFile(script, []byte(wrkScript), 0o600); err != nil {
+func runWrk(ctx context.Context, dir string, o wrkOptions) (loadResult, error) {
+	name, script := "wrk-report.lua", wrkDone
+	if o.countResumed {
+		name, script = "wrk-report-resumed.lua", wrkResumedHook+wrkDone
+	}
+	path := filepath.Join(dir, name)
+	if _, err := os.Stat(path); err != nil {
+		if err := os.WriteFile(path, []byte(script), 0o600); err != nil {
 			return loadResult{}, err
 		}
 	}
-	args := []string{"-c", loadCore, "wrk", "-t1", "-c", strconv.Itoa(conns),
-		"-d", fmt.Sprintf("%ds", wholeSeconds(d)), "--timeout", "10s", "-s", script}
-	for _, h := range headers {
-		args = append(args, "-H", h)
+	args := []string{"-c", loadCore, "wrk", "-t1", "-c", strconv.Itoa(o.conns),
+		"-d", fmt.Sprintf("%ds", wholeSeconds(o.d)), "--timeout", "10s", "-s", path}
+	if o.newConns {
+		args = append(args, "-H", "Connection: close")
 	}
-	args = append(args, url)
+	args = append(args, o.url)
 	out, err := exec.CommandContext(ctx, "taskset", args...).CombinedOutput()
 	if err != nil {
-		return loadResult{}, fmt.Errorf("wrk %s: %w: %s", url, err, lastLines(out, 5))
+		return loadResult{}, fmt.Errorf("wrk %s: %w: %s", o.url, err, lastLines(out, 5))
 	}
-	return parseWrk(out)
+	r, err := parseWrk(out)
+	if err == nil && o.countResumed {
+		r.extra = map[string]float64{"server_reported": float64(r.tlsReported), "server_resumed": float64(r.tlsResumed)}
+	}
+	return r.loadResult, err
 }
 
-func parseWrk(out []byte) (loadResult, error) {
+// wrkResult is a wrk summary: the load result and the X-TLS-Resumed counts.
+type wrkResult struct {
+	loadResult
+	tlsReported, tlsResumed int64
+}
+
+func parseWrk(out []byte) (wrkResult, error) {
 	sc := bufio.NewScanner(bytes.NewReader(out))
 	for sc.Scan() {
 		line, ok := strings.CutPrefix(sc.Text(), "FLOWBENCH ")
@@ -77,7 +138,7 @@ func parseWrk(out []byte) (loadResult, error) {
 		}
 		var s wrkSummary
 		if err := json.Unmarshal([]byte(line), &s); err != nil {
-			return loadResult{}, fmt.Errorf("wrk summary %q: %w", line, err)
+			return wrkResult{}, fmt.Errorf("wrk summary %q: %w", line, err)
 		}
 		r := loadResult{
 			requests: s.Requests,
@@ -91,9 +152,9 @@ func parseWrk(out []byte) (loadResult, error) {
 			r.detail = fmt.Sprintf("wrk errors: connect %d, read %d, write %d, status %d, timeout %d",
 				s.Connect, s.Read, s.Write, s.Status, s.Timeout)
 		}
-		return r, nil
+		return wrkResult{loadResult: r, tlsReported: s.TLSReported, tlsResumed: s.TLSResumed}, nil
 	}
-	return loadResult{}, fmt.Errorf("no summary in wrk output: %s", lastLines(out, 5))
+	return wrkResult{}, fmt.Errorf("no summary in wrk output: %s", lastLines(out, 5))
 }
 
 // runH2load runs h2load with one thread on the load core; latencies come

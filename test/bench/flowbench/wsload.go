@@ -30,7 +30,7 @@ type wsConn struct {
 // dialWS opens a WebSocket to path over TLS (HTTP/1.1) and checks the
 // handshake answer.
 func dialWS(ctx context.Context, addr, path string) (*wsConn, error) {
-	d := tls.Dialer{Config: clientTLS(nil, nil)}
+	d := tls.Dialer{Config: clientTLS(nil)}
 	c, err := d.DialContext(ctx, "tcp", addr)
 	if err != nil {
 		return nil, err
