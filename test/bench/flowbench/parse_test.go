@@ -146,12 +146,12 @@ func TestOrderRotates(t *testing.T) {
 
 func TestReportRatiosAndTargets(t *testing.T) {
 	res := []result{
-		{Scenario: "h1-keepalive-1k", Peer: "flowgate", Value: 30000, P99us: 1100},
-		{Scenario: "h1-keepalive-1k", Peer: "nginx", Value: 40000, P99us: 1000},
-		{Scenario: "h1-keepalive-1k", Peer: "caddy", Value: 20000, P99us: 3000},
+		{Scenario: "h1-keepalive-1k", Peer: "flowgate", Value: 30000, P99us: 1100, CoreUse: 0.99},
+		{Scenario: "h1-keepalive-1k", Peer: "nginx", Value: 40000, P99us: 1000, CoreUse: 0.99},
+		{Scenario: "h1-keepalive-1k", Peer: "caddy", Value: 20000, P99us: 3000, CoreUse: 0.99},
 		{Scenario: "h1-keepalive-1k", Peer: "caddy", Run: 1, Error: "boom"},
-		{Scenario: "tls-full", Peer: "flowgate", Value: 900},
-		{Scenario: "tls-full", Peer: "nginx", Value: 1000},
+		{Scenario: "tls-full", Peer: "flowgate", Value: 900, CoreUse: 0.99},
+		{Scenario: "tls-full", Peer: "nginx", Value: 1000, CoreUse: 0.98},
 		{Scenario: "ws-idle", Peer: "flowgate", Value: 20},
 		{Scenario: "ws-idle", Peer: "caddy", Value: 80},
 	}
@@ -166,17 +166,17 @@ func TestReportRatiosAndTargets(t *testing.T) {
 	if c := ka.Peers["caddy"]; c.Runs != 1 || c.Failed != 1 {
 		t.Errorf("caddy runs: got %d ok, %d failed; want 1 and 1", c.Runs, c.Failed)
 	}
-	met := map[string]bool{}
+	met := map[string]string{}
 	for _, tg := range rep.Targets {
-		met[tg.Name] = tg.Met
+		met[tg.Name] = verdict(tg)
 	}
-	want := map[string]bool{
-		"keep-alive HTTPS req/s, flowgate/nginx":             false,
-		"keep-alive HTTPS p99 latency, flowgate/nginx":       true,
-		"full TLS handshakes/s, flowgate/nginx":              true,
-		"h1-keepalive-1k vs Caddy, flowgate/caddy":           true,
-		"ws-idle vs Caddy, flowgate/caddy (lower is better)": true,
-		"idle WebSocket memory, KiB per connection":          true,
+	want := map[string]string{
+		"keep-alive HTTPS req/s, flowgate/nginx":             "no",
+		"keep-alive HTTPS p99 latency, flowgate/nginx":       "yes",
+		"full TLS handshakes/s, flowgate/nginx":              "yes",
+		"h1-keepalive-1k vs Caddy, flowgate/caddy":           "yes",
+		"ws-idle vs Caddy, flowgate/caddy (lower is better)": "yes",
+		"idle WebSocket memory, KiB per connection":          "yes",
 	}
 	if diff := cmp.Diff(want, met); diff != "" {
 		t.Errorf("targets met (-want +got):\n%s", diff)
@@ -186,6 +186,67 @@ func TestReportRatiosAndTargets(t *testing.T) {
 		if !strings.Contains(md, s) {
 			t.Errorf("markdown lacks %q:\n%s", s, md)
 		}
+	}
+}
+
+func verdict(t target) string {
+	switch {
+	case t.Met && t.LoadBound:
+		return "met and load-bound"
+	case t.Met:
+		return "yes"
+	case t.LoadBound:
+		return "load-bound"
+	}
+	return "no"
+}
+
+// TestTargetsLoadBound: a throughput ratio decides a target only when
+// the run whose proxy core was partly idle cannot change the answer.
+func TestTargetsLoadBound(t *testing.T) {
+	const busy, idle = 0.99, 0.90
+	for _, tc := range []struct {
+		name           string
+		fgRate, fgCore float64
+		pRate, pCore   float64
+		want           string
+	}{
+		{"both proxy-bound, met", 1000, busy, 1000, busy, "yes"},
+		{"both proxy-bound, missed", 700, busy, 1000, busy, "no"},
+		{"both load-bound, ratio 1", 1000, idle, 1000, idle, "load-bound"},
+		{"flowgate load-bound, met all the same", 1000, idle, 1000, busy, "yes"},
+		{"flowgate load-bound, missed", 700, idle, 1000, busy, "load-bound"},
+		{"peer load-bound, missed all the same", 700, busy, 1000, idle, "no"},
+		{"peer load-bound, met", 1000, busy, 1000, idle, "load-bound"},
+		{"just below the threshold", 1000, busy, 1000, loadBoundBelow - 0.001, "load-bound"},
+		{"at the threshold", 1000, busy, 1000, loadBoundBelow, "yes"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var res []result
+			for _, id := range []string{"tls-full", "ws-echo"} {
+				res = append(res,
+					result{Scenario: id, Peer: "flowgate", Value: tc.fgRate, CoreUse: tc.fgCore},
+					result{Scenario: id, Peer: "nginx", Value: tc.pRate, CoreUse: tc.pCore},
+					result{Scenario: id, Peer: "caddy", Value: tc.pRate / 1.2, CoreUse: tc.pCore})
+			}
+			rep := buildReport(map[string]any{"runs": 1}, res, nil)
+			got := map[string]string{}
+			for _, tg := range rep.Targets {
+				got[tg.Name] = verdict(tg)
+			}
+			want := map[string]string{
+				"full TLS handshakes/s, flowgate/nginx": tc.want,
+				"tls-full vs Caddy, flowgate/caddy":     tc.want,
+				"ws-echo vs Caddy, flowgate/caddy":      tc.want,
+			}
+			if diff := cmp.Diff(want, got); diff != "" {
+				t.Errorf("targets (-want +got):\n%s", diff)
+			}
+			md := rep.markdown()
+			if wantCell := "| " + tc.want + " |"; !strings.Contains(md, wantCell) {
+				t.Errorf("markdown lacks %q:\n%s", wantCell, md)
+			}
+		})
 	}
 }
 

@@ -48,7 +48,28 @@ type target struct {
 	Want string  `json:"want"`
 	Got  float64 `json:"got"`
 	Met  bool    `json:"met"`
+	// LoadBound says that a run behind a throughput ratio left its proxy
+	// core partly idle (below loadBoundBelow): the load generator, not the
+	// proxy, set that figure, and the ratio does not decide the target.
+	// Met is then false.
+	LoadBound bool `json:"load_bound,omitempty"`
 }
+
+// loadBoundBelow is the proxy core use (CPU seconds over the run's wall
+// seconds, the median over runs) below which a throughput figure is taken
+// to be set by the load generator. The proxy runs on one core with one
+// thread, so when it is the limit it has work queued all the time: in the
+// runs so far every scenario the proxies are known to limit (keep-alive and
+// 100 KiB HTTP/1.1 for all, HTTP/2 for flowgate and Caddy) had medians of
+// 97.8-100 % and no single run below 97.1 %; the remaining percent or two
+// is the proxy's wait between the load generator's writes. The runs known
+// to be bound by their client (full handshakes by the Go client, where all
+// four peers land within a few percent; WebSocket echo at ~50,000 round
+// trips/s for all four) had medians of 86-96 %.
+const loadBoundBelow = 0.97
+
+// loadBound reports whether sm's proxy core was partly idle.
+func loadBound(sm *summary) bool { return sm.CoreUse < loadBoundBelow }
 
 type report struct {
 	Meta      map[string]any    `json:"meta"`
@@ -154,33 +175,58 @@ func targets(r *report) []target {
 			out = append(out, target{Name: name, Want: want, Got: round3(got), Met: met})
 		}
 	}
-	peerRatio := func(id, peer string, f func(*summary) float64) (float64, bool) {
+	pair := func(id, peer string) (fg, p *summary, ok bool) {
 		s := r.scenario(id)
 		if s == nil {
-			return 0, false
+			return nil, nil, false
 		}
-		fg, p := s.Peers["flowgate"], s.Peers[peer]
-		if fg == nil || p == nil || fg.Runs == 0 || p.Runs == 0 || f(p) == 0 {
+		fg, p = s.Peers["flowgate"], s.Peers[peer]
+		return fg, p, fg != nil && p != nil && fg.Runs > 0 && p.Runs > 0
+	}
+	peerRatio := func(id, peer string, f func(*summary) float64) (float64, bool) {
+		fg, p, ok := pair(id, peer)
+		if !ok || f(p) == 0 {
 			return 0, false
 		}
 		return f(fg) / f(p), true
 	}
-	if v, ok := peerRatio("h1-keepalive-1k", "nginx", func(s *summary) float64 { return s.Value }); ok {
-		add("keep-alive HTTPS req/s, flowgate/nginx", ">= 1.0", v, v >= 1.0)
+	// atLeast adds a throughput target: flowgate's rate over the peer's at
+	// least min. A load-bound run understates what its proxy can do, so
+	// the ratio decides only when the bias cannot change the answer: a
+	// flowgate run that was load-bound and still meets the target meets
+	// it, and one that was proxy-bound and misses it against a load-bound
+	// peer (which could go faster still) misses it. Otherwise the row says
+	// the load generator was the limit.
+	atLeast := func(name, id, peer string, min float64) {
+		v, ok := peerRatio(id, peer, func(s *summary) float64 { return s.Value })
+		if !ok {
+			return
+		}
+		fg, p, _ := pair(id, peer)
+		t := target{Name: name, Want: fmt.Sprintf(">= %.1f", min), Got: round3(v), Met: v >= min}
+		switch {
+		case !loadBound(fg) && !loadBound(p):
+		case t.Met && !loadBound(p):
+		case !t.Met && !loadBound(fg):
+		default:
+			t.Met, t.LoadBound = false, true
+		}
+		if !math.IsNaN(v) && !math.IsInf(v, 0) {
+			out = append(out, t)
+		}
 	}
+	atLeast("keep-alive HTTPS req/s, flowgate/nginx", "h1-keepalive-1k", "nginx", 1.0)
 	if v, ok := peerRatio("h1-keepalive-1k", "nginx", func(s *summary) float64 { return s.P99us }); ok {
 		add("keep-alive HTTPS p99 latency, flowgate/nginx", "<= 1.2", v, v <= 1.2)
 	}
-	if v, ok := peerRatio("tls-full", "nginx", func(s *summary) float64 { return s.Value }); ok {
-		add("full TLS handshakes/s, flowgate/nginx", ">= 0.8", v, v >= 0.8)
-	}
+	atLeast("full TLS handshakes/s, flowgate/nginx", "tls-full", "nginx", 0.8)
 	for _, s := range r.Scenarios {
 		v, ok := peerRatio(s.ID, "caddy", func(s *summary) float64 { return s.Value })
 		if !ok {
 			continue
 		}
 		if s.Higher {
-			add(s.ID+" vs Caddy, flowgate/caddy", ">= 1.2", v, v >= 1.2)
+			atLeast(s.ID+" vs Caddy, flowgate/caddy", s.ID, "caddy", 1.2)
 		} else {
 			// Lower is better: Caddy must need 1.2x what flowgate needs.
 			add(s.ID+" vs Caddy, flowgate/caddy (lower is better)", "<= 0.833", v, v > 0 && v <= 1/1.2)
@@ -300,12 +346,19 @@ func (r *report) markdown() string {
 	}
 
 	if len(r.Targets) > 0 {
-		b.WriteString("\nTargets (ratios from this run; a missed target is reported, not a failure):\n\n")
+		fmt.Fprintf(&b, "\nTargets (ratios from this run; a missed target is reported, not a failure). "+
+			"\"load-bound\": a run behind a throughput ratio kept its proxy core less than %.0f%% busy, so the load "+
+			"generator set that figure and the ratio does not tell; a load-bound run counts for a verdict only "+
+			"where it cannot change it (flowgate load-bound and still ahead, or its peer load-bound and flowgate "+
+			"still behind).\n\n", 100*loadBoundBelow)
 		b.WriteString("| Target | Want | Got | Met |\n|---|---|---:|---|\n")
 		for _, t := range r.Targets {
 			met := "no"
-			if t.Met {
+			switch {
+			case t.Met:
 				met = "yes"
+			case t.LoadBound:
+				met = "load-bound"
 			}
 			fmt.Fprintf(&b, "| %s | %s | %.3g | %s |\n", t.Name, t.Want, t.Got, met)
 		}
