@@ -218,8 +218,8 @@ func TestTargetsLoadBound(t *testing.T) {
 		{"flowgate load-bound, missed", 700, idle, 1000, busy, "load-bound"},
 		{"peer load-bound, missed all the same", 700, busy, 1000, idle, "no"},
 		{"peer load-bound, met", 1000, busy, 1000, idle, "load-bound"},
-		{"just below the threshold", 1000, busy, 1000, loadBoundBelow - 0.001, "load-bound"},
-		{"at the threshold", 1000, busy, 1000, loadBoundBelow, "yes"},
+		{"shown as 96%", 1000, busy, 1000, 0.9649, "load-bound"},
+		{"shown as 97%", 1000, busy, 1000, 0.9651, "yes"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var res []result
