@@ -39,24 +39,25 @@ func (t TrustedProxies) Contains(addr netip.Addr) bool {
 	return false
 }
 
-// peerAddr is the address of the TCP peer of r, without an IPv6 zone (a
-// zoned address never matches a trusted prefix and means nothing upstream).
-func peerAddr(r *http.Request) (netip.Addr, bool) {
-	ap, err := netip.ParseAddrPort(r.RemoteAddr)
+// peerAddr is the address of a TCP peer, without an IPv6 zone (a zoned
+// address never matches a trusted prefix and means nothing upstream).
+func peerAddr(remoteAddr string) (netip.Addr, bool) {
+	ap, err := netip.ParseAddrPort(remoteAddr)
 	if err != nil {
 		return netip.Addr{}, false
 	}
 	return ap.Addr().Unmap().WithZone(""), true
 }
 
-// forwardedFor computes the X-Forwarded-For chain to send upstream and the
-// client's address. The client's own chain is kept only when the TCP peer is
+// chainFor computes the X-Forwarded-For chain to send upstream and the
+// client's address, from the TCP peer and the X-Forwarded-For values it
+// sent. The client's own chain is kept only when the TCP peer is
 // a trusted proxy; the client address is then the right-most address of the
 // chain that is not itself trusted (NGINX's real_ip_recursive).
-func (t TrustedProxies) forwardedFor(r *http.Request) (chain, client string) {
-	peer, ok := peerAddr(r)
+func (t TrustedProxies) chainFor(remoteAddr string, xff []string) (chain, client string) {
+	peer, ok := peerAddr(remoteAddr)
 	if !ok {
-		host, _, _ := net.SplitHostPort(r.RemoteAddr)
+		host, _, _ := net.SplitHostPort(remoteAddr)
 		return host, host
 	}
 	peerStr := peer.String()
@@ -64,7 +65,7 @@ func (t TrustedProxies) forwardedFor(r *http.Request) (chain, client string) {
 		return peerStr, peerStr
 	}
 	var hops []string
-	for _, v := range r.Header.Values("X-Forwarded-For") {
+	for _, v := range xff {
 		for h := range strings.SplitSeq(v, ",") {
 			h = strings.TrimSpace(h)
 			a, err := netip.ParseAddr(h)

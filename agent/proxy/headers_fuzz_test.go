@@ -47,7 +47,7 @@ func FuzzForwardedFor(f *testing.F) {
 				r.Header.Add("X-Forwarded-For", v)
 			}
 		}
-		chain, client := trusted.forwardedFor(r)
+		chain, client := trusted.chainFor(r.RemoteAddr, r.Header["X-Forwarded-For"])
 		peerStr := peer.Unmap().String()
 
 		if !trusted.Contains(peer) {

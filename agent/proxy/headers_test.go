@@ -83,7 +83,7 @@ func TestForwardedFor(t *testing.T) {
 			for _, v := range tt.xff {
 				r.Header.Add("X-Forwarded-For", v)
 			}
-			chain, client := tt.trusted.forwardedFor(r)
+			chain, client := tt.trusted.chainFor(r.RemoteAddr, r.Header["X-Forwarded-For"])
 			if chain != tt.wantChain || client != tt.wantClient {
 				t.Errorf("got chain %q client %q; want chain %q client %q", chain, client, tt.wantChain, tt.wantClient)
 			}

@@ -467,47 +467,10 @@ func stateFrom(ctx context.Context) *requestState {
 
 // ServeHTTP proxies one request.
 func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	o := p.options()
-	st := &requestState{Context: r.Context(), opts: o, start: p.now(),
-		method: r.Method, host: r.Host, path: r.URL.Path, proto: r.Proto}
-	st.tried = st.triedBuf[:0]
-	rec := &st.rec
-	rec.ResponseWriter = w
-	if m := o.Metrics; m != nil {
-		m.inflight.Inc()
-	}
+	st := p.newState(r.Context(), w, r)
 	defer p.handlerDone(st)
-
-	// The client address first: access logs and the rate limit need it for
-	// requests refused below too.
-	st.chain, st.clientIP = o.TrustedProxies.forwardedFor(r)
-	if o.RateLimit != nil {
-		if ok, wait := o.RateLimit.Allow(st.clientIP); !ok {
-			rec.Header().Set("Retry-After", strconv.Itoa(int((wait+time.Second-1)/time.Second)))
-			writeError(rec, http.StatusTooManyRequests, "too many requests; slow down\n")
-			return
-		}
-	}
-	if o.Paths.Blocked(r.URL.EscapedPath()) {
-		writeError(rec, http.StatusForbidden, "forbidden by flowgate path policy\n")
+	if !p.admit(st, r, r.Header["X-Forwarded-For"]) {
 		return
-	}
-	if o.MaxBodyBytes > 0 {
-		if r.ContentLength > o.MaxBodyBytes {
-			writeError(rec, http.StatusRequestEntityTooLarge, "request body too large\n")
-			return
-		}
-		r.Body = http.MaxBytesReader(rec, r.Body, o.MaxBodyBytes)
-	}
-	st.websocket = filterUpgrade(r.Header)
-	if st.websocket && o.MaxWebSockets > 0 && p.websockets.Load() >= int64(o.MaxWebSockets) {
-		p.errorHandlerWith(rec, r, errWebSocketLimit, o)
-		return
-	}
-	if o.StickyCookie != "" {
-		if c, err := r.Cookie(o.StickyCookie); err == nil {
-			st.stickyIn = c.Value
-		}
 	}
 	if r.Body != nil && r.Body != http.NoBody {
 		st.reqBody.ReadCloser = r.Body
@@ -515,7 +478,62 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		r.Body = st.body
 		defer st.body.closed.Store(true)
 	}
-	p.rp.ServeHTTP(rec, r.WithContext(st))
+	p.rp.ServeHTTP(&st.rec, r.WithContext(st))
+}
+
+// newState starts a request: its state, answering through w, counted in
+// flight until handlerDone.
+func (p *Proxy) newState(ctx context.Context, w http.ResponseWriter, r *http.Request) *requestState {
+	o := p.options()
+	st := &requestState{Context: ctx, opts: o, start: p.now(),
+		method: r.Method, host: r.Host, path: r.URL.Path, proto: r.Proto}
+	st.tried = st.triedBuf[:0]
+	st.rec.ResponseWriter = w
+	if m := o.Metrics; m != nil {
+		m.inflight.Inc()
+	}
+	return st
+}
+
+// admit applies the request policies (rate limit, path policy, body size,
+// WebSocket limit) and notes the client, from the TCP peer and the
+// X-Forwarded-For values xff it sent, and its sticky cookie. It answers a
+// refused request itself and reports false.
+func (p *Proxy) admit(st *requestState, r *http.Request, xff []string) bool {
+	o := st.opts
+	rec := &st.rec
+	// The client address first: access logs and the rate limit need it for
+	// requests refused below too.
+	st.chain, st.clientIP = o.TrustedProxies.chainFor(r.RemoteAddr, xff)
+	if o.RateLimit != nil {
+		if ok, wait := o.RateLimit.Allow(st.clientIP); !ok {
+			rec.Header().Set("Retry-After", strconv.Itoa(int((wait+time.Second-1)/time.Second)))
+			writeError(rec, http.StatusTooManyRequests, "too many requests; slow down\n")
+			return false
+		}
+	}
+	if o.Paths.Blocked(r.URL.EscapedPath()) {
+		writeError(rec, http.StatusForbidden, "forbidden by flowgate path policy\n")
+		return false
+	}
+	if o.MaxBodyBytes > 0 {
+		if r.ContentLength > o.MaxBodyBytes {
+			writeError(rec, http.StatusRequestEntityTooLarge, "request body too large\n")
+			return false
+		}
+		r.Body = http.MaxBytesReader(rec, r.Body, o.MaxBodyBytes)
+	}
+	st.websocket = filterUpgrade(r.Header)
+	if st.websocket && o.MaxWebSockets > 0 && p.websockets.Load() >= int64(o.MaxWebSockets) {
+		p.errorHandlerWith(rec, r, errWebSocketLimit, o)
+		return false
+	}
+	if o.StickyCookie != "" {
+		if c, err := r.Cookie(o.StickyCookie); err == nil {
+			st.stickyIn = c.Value
+		}
+	}
+	return true
 }
 
 // handlerDone finishes the request when the handler returns, unless a
@@ -574,10 +592,14 @@ func (p *Proxy) rewrite(pr *httputil.ProxyRequest) {
 	out.URL.Scheme = "http"
 	out.URL.Host = "upstream.invalid" // set per attempt by the round tripper
 	out.Host = pr.In.Host
-	h := out.Header
+	st.setForwarded(out.Header, pr.In.Host, o)
+}
+
+// setForwarded sets the forwarding headers of an outbound request.
+func (st *requestState) setForwarded(h http.Header, host string, o *Options) {
 	// One-element slices into st.fwd: no allocation per header. The cap
 	// keeps an append by anyone else from writing into the next value.
-	st.fwd = [5]string{st.chain, st.clientIP, "https", pr.In.Host, o.ForwardedPort}
+	st.fwd = [5]string{st.chain, st.clientIP, "https", host, o.ForwardedPort}
 	h["X-Forwarded-For"] = st.fwd[0:1:1]
 	h["X-Real-Ip"] = st.fwd[1:2:2]
 	h["X-Forwarded-Proto"] = st.fwd[2:3:3]
