@@ -1,0 +1,593 @@
+package proxy
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/tls"
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptrace"
+	"net/textproto"
+	"strconv"
+	"sync"
+	"time"
+)
+
+// The HTTP/1.1 fast path. Profiles of the keep-alive benchmark put most of
+// flowgate's CPU per request in net/http's server (a context, a header map
+// and a background-read goroutine per request, a layered response writer)
+// and in httputil.ReverseProxy (a copy of every request, header maps copied
+// back and forth), not in TLS or the proxying itself. A ConnServer serves
+// the common request, a GET or HEAD without a body (parseFastRequest),
+// straight off the TLS connection: it reads the head, sends it upstream
+// through the same balancer, retries and passive health as every other
+// request, and writes the response head and body to the client itself.
+// The first request it declines hands the connection, with what it has
+// read of it, to net/http's server for good (ConnServer.Listen).
+
+// ConnOptions configure a ConnServer.
+type ConnOptions struct {
+	// Front is asked first, with the request's host and target. It returns
+	// the Strict-Transport-Security values every response carries (nil for
+	// none), and false for a request net/http's handler must answer (a host
+	// that is not served here): the connection is then handed off.
+	Front func(host, target string) (hsts []string, ok bool)
+	// ReadHeaderTimeout bounds the wait for a request head once its first
+	// byte arrived (for the first request: from the connection's start);
+	// IdleTimeout the wait for the next request. 0 means no limit.
+	ReadHeaderTimeout, IdleTimeout time.Duration
+}
+
+// ConnServer serves HTTP/1.1 connections on the fast path.
+type ConnServer struct {
+	p *Proxy
+	o ConnOptions
+	// handoff gives a connection to net/http's server (Listen), which owns
+	// it from then.
+	handoff func(net.Conn)
+
+	mu      sync.Mutex
+	conns   map[*fastConn]struct{}
+	closing bool
+}
+
+// NewConnServer returns a ConnServer that proxies through p.
+func (p *Proxy) NewConnServer(o ConnOptions) *ConnServer {
+	return &ConnServer{p: p, o: o, conns: make(map[*fastConn]struct{})}
+}
+
+// fastReadSize is the read buffer of a fast-path connection: the largest
+// request head the fast path takes. Larger ones go to net/http, whose
+// limit is http.max_header_bytes.
+const fastReadSize = 4 << 10
+
+// clientWatchAfter is how long a request waits for its upstream before
+// the connection is watched for the client going away (which cancels the
+// upstream request, as net/http's server does with a goroutine reading
+// every connection during every request).
+const clientWatchAfter = 100 * time.Millisecond
+
+// fastConn is one client connection.
+type fastConn struct {
+	s      *ConnServer
+	tc     *tls.Conn
+	br     *bufio.Reader
+	bw     *bufio.Writer
+	remote string
+	idle   bool // waiting for the next request; guarded by s.mu
+
+	// ctx is every request's context; cancel ends it when the client goes
+	// away during a request, and the connection with it.
+	ctx    context.Context
+	cancel context.CancelFunc
+	watch  *time.Timer
+	// watching: a watch is armed (startWatch) and not yet stopped.
+	watching bool
+	// watched receives when a watch that started has ended.
+	watched chan struct{}
+}
+
+// Serve serves tc, whose TLS handshake is complete, until the client or
+// an error closes it, or hands it off. It returns when either happened.
+func (s *ConnServer) Serve(tc *tls.Conn) {
+	c := &fastConn{s: s, tc: tc, remote: tc.RemoteAddr().String(), watched: make(chan struct{}, 1)}
+	if !s.track(c) {
+		tc.Close()
+		return
+	}
+	defer s.untrack(c)
+	ctx, cancel := context.WithCancel(context.Background())
+	c.ctx = httptrace.WithClientTrace(ctx, &httptrace.ClientTrace{Got1xxResponse: c.got1xx})
+	c.cancel = cancel
+	defer cancel()
+	c.br = bufio.NewReaderSize(tc, fastReadSize)
+	c.bw = bufio.NewWriterSize(tc, 4<<10)
+	if !c.serve() {
+		tc.Close()
+	}
+}
+
+// serve runs the request loop. It reports whether the connection was
+// handed off; otherwise the caller closes it.
+func (c *fastConn) serve() (handedOff bool) {
+	o := &c.s.o
+	// The first request's head must arrive within the header timeout of
+	// the connection's start; later ones within it of their first byte.
+	first := after(o.ReadHeaderTimeout)
+	for n := 0; ; n++ {
+		wait := first
+		if n > 0 {
+			wait = after(o.IdleTimeout)
+		}
+		if !c.s.setIdle(c, true, wait) {
+			return false
+		}
+		if _, err := c.br.Peek(1); err != nil {
+			return false
+		}
+		if n > 0 {
+			first = after(o.ReadHeaderTimeout)
+		}
+		c.s.setIdle(c, false, first)
+		head, err := c.readHead()
+		if err == errNotFast {
+			return c.handoff()
+		}
+		if err != nil {
+			return false
+		}
+		r, fr, ok := parseFastRequest(head, c.remote)
+		if !ok {
+			return c.handoff()
+		}
+		hsts, ok := o.Front(r.Host, r.RequestURI)
+		if !ok {
+			return c.handoff()
+		}
+		c.br.Discard(len(head))
+		c.tc.SetReadDeadline(time.Time{})
+		if !c.serveRequest(r, fr, hsts) || fr.close || c.ctx.Err() != nil || c.s.isClosing() {
+			return false
+		}
+	}
+}
+
+func after(d time.Duration) time.Time {
+	if d <= 0 {
+		return time.Time{}
+	}
+	return time.Now().Add(d)
+}
+
+var errNotFast = errors.New("request head too large for the fast path")
+
+// readHead returns the next request head, up to and including its empty
+// line, without consuming it.
+func (c *fastConn) readHead() ([]byte, error) {
+	for {
+		b, _ := c.br.Peek(c.br.Buffered())
+		if i := bytes.Index(b, []byte("\r\n\r\n")); i >= 0 {
+			return b[:i+4], nil
+		}
+		if len(b) == c.br.Size() {
+			return nil, errNotFast
+		}
+		if _, err := c.br.Peek(len(b) + 1); err != nil {
+			return nil, err
+		}
+	}
+}
+
+// handoff gives the connection, and what was read of it, to net/http.
+func (c *fastConn) handoff() bool {
+	c.tc.SetReadDeadline(time.Time{})
+	buffered, _ := c.br.Peek(c.br.Buffered())
+	rc := &replayConn{Conn: c.tc, buf: bytes.Clone(buffered)}
+	c.s.untrack(c)
+	c.s.handoff(rc)
+	return true
+}
+
+// replayConn is a connection handed off to net/http: it reads what the
+// fast path had read first.
+type replayConn struct {
+	net.Conn
+	buf []byte
+}
+
+func (c *replayConn) Read(p []byte) (int, error) {
+	if len(c.buf) > 0 {
+		n := copy(p, c.buf)
+		c.buf = c.buf[n:]
+		return n, nil
+	}
+	return c.Conn.Read(p)
+}
+
+// NetConn is the TLS connection, for the idle wait of a WebSocket tunnel
+// (socketOf), once nothing read from it is left here. net/http's server
+// reads up to 4 KiB at once, the most the fast path reads, so the buffer
+// is empty before any request is handled.
+func (c *replayConn) NetConn() net.Conn {
+	if len(c.buf) > 0 {
+		return nil
+	}
+	return c.Conn
+}
+
+// serveRequest proxies one request. It reports whether the connection can
+// carry another.
+func (c *fastConn) serveRequest(r *http.Request, fr fastRequest, hsts []string) bool {
+	p := c.s.p
+	ew := &errorWriter{}
+	st := p.newState(c.ctx, ew, r)
+	defer p.handlerDone(st)
+	if !p.admit(st, r, fr.xff) {
+		return c.writeAnswer(st, ew, hsts, fr.close)
+	}
+	st.setForwarded(r.Header, r.Host, st.opts)
+	req := r.WithContext(st)
+	c.startWatch()
+	resp, err := roundTripper{p}.RoundTrip(req)
+	c.stopWatch()
+	if err != nil {
+		if c.ctx.Err() != nil {
+			return false // the client went away
+		}
+		p.errorHandlerWith(&st.rec, req, err, st.opts)
+		return c.writeAnswer(st, ew, hsts, fr.close)
+	}
+	defer resp.Body.Close()
+	if o := st.opts; o.StickyCookie != "" && st.upstream != nil && st.stickyIn != st.upstream.cookie {
+		ck := &http.Cookie{Name: o.StickyCookie, Value: st.upstream.cookie, Path: "/", HttpOnly: true, Secure: true, SameSite: http.SameSiteLaxMode}
+		resp.Header.Add("Set-Cookie", ck.String())
+	}
+	return c.writeResponse(st, req, resp, hsts, fr.close)
+}
+
+// writeResponse sends the upstream's response to the client: its head
+// less the hop-by-hop fields, framed by Content-Length when the upstream
+// gave one and chunked otherwise, and its body. It reports whether the
+// whole response went out.
+func (c *fastConn) writeResponse(st *requestState, req *http.Request, resp *http.Response, hsts []string, closeAfter bool) bool {
+	bw := c.bw
+	code := resp.StatusCode
+	st.rec.status = code
+	writeStatusLine(bw, code)
+	writeDate(bw)
+	conn := resp.Header["Connection"]
+	for k, vv := range resp.Header {
+		if responseHopField(k) || len(conn) > 0 && hasToken(conn, k) {
+			continue
+		}
+		for _, v := range vv {
+			writeField(bw, k, v)
+		}
+	}
+	for _, v := range hsts {
+		writeField(bw, "Strict-Transport-Security", v)
+	}
+	noBody := req.Method == http.MethodHead || code == http.StatusNoContent || code == http.StatusNotModified
+	chunked := false
+	switch {
+	case noBody:
+		// A HEAD or 304 response's length is the GET's: pass it on.
+		if cl := resp.Header["Content-Length"]; len(cl) > 0 && code != http.StatusNoContent {
+			writeField(bw, "Content-Length", cl[0])
+		}
+	case resp.ContentLength >= 0:
+		bw.WriteString("Content-Length: ")
+		bw.Write(strconv.AppendInt(bw.AvailableBuffer(), resp.ContentLength, 10))
+		bw.WriteString("\r\n")
+	default:
+		chunked = true
+		bw.WriteString("Transfer-Encoding: chunked\r\n")
+		if len(resp.Trailer) > 0 {
+			keys := make([]string, 0, len(resp.Trailer))
+			for k := range resp.Trailer {
+				keys = append(keys, k)
+			}
+			writeField(bw, "Trailer", joinComma(keys))
+		}
+	}
+	if closeAfter || c.s.isClosing() {
+		bw.WriteString("Connection: close\r\n")
+	}
+	bw.WriteString("\r\n")
+	if noBody {
+		return bw.Flush() == nil
+	}
+	// Stream what has no length, and server-sent events, as it arrives.
+	flush := chunked || isEventStream(resp.Header)
+	buf := c.s.p.bufs.Get().(*copyBuf)
+	defer c.s.p.bufs.Put(buf)
+	for {
+		n, err := resp.Body.Read(buf[:])
+		if n > 0 {
+			if chunked {
+				bw.Write(strconv.AppendInt(bw.AvailableBuffer(), int64(n), 16))
+				bw.WriteString("\r\n")
+			}
+			bw.Write(buf[:n])
+			if chunked {
+				bw.WriteString("\r\n")
+			}
+			st.rec.bytes += int64(n)
+			if flush && bw.Flush() != nil {
+				return false
+			}
+		}
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			// The head is sent: what is left is to pass on what came and
+			// end the connection short of the announced length (or of
+			// the last chunk), which tells the client the response is
+			// incomplete, as NGINX does.
+			st.opts.Logger.Warn("upstream failed during the response body", "upstream", st.upstream.key, "path", st.path, "err", err)
+			bw.Flush()
+			return false
+		}
+	}
+	if chunked {
+		bw.WriteString("0\r\n")
+		for k, vv := range resp.Trailer {
+			for _, v := range vv {
+				writeField(bw, k, v)
+			}
+		}
+		bw.WriteString("\r\n")
+	}
+	return bw.Flush() == nil
+}
+
+// responseHopField reports the response fields that are not forwarded, or
+// that writeResponse writes itself.
+func responseHopField(k string) bool {
+	switch k {
+	case "Connection", "Keep-Alive", "Proxy-Connection", "Proxy-Authenticate", "Proxy-Authorization",
+		"Te", "Trailer", "Transfer-Encoding", "Upgrade", "Content-Length":
+		return true
+	}
+	return false
+}
+
+func isEventStream(h http.Header) bool {
+	ct := h["Content-Type"]
+	return len(ct) > 0 && len(ct[0]) >= 17 && bytes.EqualFold([]byte(ct[0][:17]), []byte("text/event-stream"))
+}
+
+func joinComma(s []string) string {
+	var b []byte
+	for i, v := range s {
+		if i > 0 {
+			b = append(b, ", "...)
+		}
+		b = append(b, v...)
+	}
+	return string(b)
+}
+
+// writeAnswer sends a response flowgate made itself (errorWriter).
+func (c *fastConn) writeAnswer(st *requestState, ew *errorWriter, hsts []string, closeAfter bool) bool {
+	bw := c.bw
+	code := ew.code
+	if code == 0 {
+		code = http.StatusOK
+	}
+	st.rec.status = code
+	writeStatusLine(bw, code)
+	writeDate(bw)
+	for k, vv := range ew.h {
+		for _, v := range vv {
+			writeField(bw, k, v)
+		}
+	}
+	for _, v := range hsts {
+		writeField(bw, "Strict-Transport-Security", v)
+	}
+	bw.WriteString("Content-Length: ")
+	bw.Write(strconv.AppendInt(bw.AvailableBuffer(), int64(len(ew.body)), 10))
+	bw.WriteString("\r\n")
+	if closeAfter || c.s.isClosing() {
+		bw.WriteString("Connection: close\r\n")
+	}
+	bw.WriteString("\r\n")
+	bw.Write(ew.body)
+	st.rec.bytes = int64(len(ew.body))
+	return bw.Flush() == nil
+}
+
+// errorWriter collects a response flowgate answers itself (429, 403, 502,
+// 503, 504), so that the fast path can frame it.
+type errorWriter struct {
+	h    http.Header
+	code int
+	body []byte
+}
+
+func (w *errorWriter) Header() http.Header {
+	if w.h == nil {
+		w.h = make(http.Header)
+	}
+	return w.h
+}
+
+func (w *errorWriter) WriteHeader(code int) {
+	if w.code == 0 {
+		w.code = code
+	}
+}
+
+func (w *errorWriter) Write(b []byte) (int, error) {
+	w.WriteHeader(http.StatusOK)
+	w.body = append(w.body, b...)
+	return len(b), nil
+}
+
+// got1xx passes an informational response (103 Early Hints) on to the
+// client at once.
+func (c *fastConn) got1xx(code int, h textproto.MIMEHeader) error {
+	writeStatusLine(c.bw, code)
+	for k, vv := range h {
+		for _, v := range vv {
+			writeField(c.bw, k, v)
+		}
+	}
+	c.bw.WriteString("\r\n")
+	return c.bw.Flush()
+}
+
+func writeStatusLine(bw *bufio.Writer, code int) {
+	bw.WriteString("HTTP/1.1 ")
+	bw.Write(strconv.AppendInt(bw.AvailableBuffer(), int64(code), 10))
+	bw.WriteByte(' ')
+	if text := http.StatusText(code); text != "" {
+		bw.WriteString(text)
+	} else {
+		bw.WriteString("status code ")
+		bw.Write(strconv.AppendInt(bw.AvailableBuffer(), int64(code), 10))
+	}
+	bw.WriteString("\r\n")
+}
+
+// writeDate writes the Date field, as net/http's server does.
+func writeDate(bw *bufio.Writer) {
+	bw.WriteString("Date: ")
+	bw.Write(time.Now().UTC().AppendFormat(bw.AvailableBuffer(), http.TimeFormat))
+	bw.WriteString("\r\n")
+}
+
+func writeField(bw *bufio.Writer, k, v string) {
+	bw.WriteString(k)
+	bw.WriteString(": ")
+	bw.WriteString(v)
+	bw.WriteString("\r\n")
+}
+
+// startWatch arms the client watch for a request that is sent upstream.
+func (c *fastConn) startWatch() {
+	c.watching = true
+	if c.watch == nil {
+		c.watch = time.AfterFunc(clientWatchAfter, c.watchClient)
+		return
+	}
+	c.watch.Reset(clientWatchAfter)
+}
+
+// stopWatch ends the client watch before the connection is read again.
+func (c *fastConn) stopWatch() {
+	if !c.watching {
+		return
+	}
+	c.watching = false
+	if c.watch.Stop() {
+		return
+	}
+	// The watch has started: unblock its wait and wait for its end.
+	c.tc.SetReadDeadline(aLongTimeAgo)
+	<-c.watched
+	c.tc.SetReadDeadline(time.Time{})
+}
+
+// watchClient reads ahead on the client's connection while its request
+// is upstream, as net/http's server does during every request: an error
+// (the end of the stream, a TLS close alert, a reset) means the client
+// went away, and the request is cancelled. Data (a pipelined request)
+// ends the watch and stays in the read buffer. stopWatch ends a watch that
+// is still waiting with a read deadline, the only one set at that time.
+func (c *fastConn) watchClient() {
+	defer func() { c.watched <- struct{}{} }()
+	_, err := c.br.Peek(1)
+	var ne net.Error
+	if err != nil && !(errors.As(err, &ne) && ne.Timeout()) {
+		c.cancel()
+	}
+}
+
+// track adds a connection; false once the server is shutting down.
+func (s *ConnServer) track(c *fastConn) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closing {
+		return false
+	}
+	s.conns[c] = struct{}{}
+	return true
+}
+
+func (s *ConnServer) untrack(c *fastConn) {
+	s.mu.Lock()
+	delete(s.conns, c)
+	s.mu.Unlock()
+}
+
+// setIdle marks a connection idle (waiting for a request) or busy, and
+// sets its read deadline under the lock, so that Shutdown's deadline for
+// idle connections is never overwritten. Going idle fails once the server
+// is shutting down.
+func (s *ConnServer) setIdle(c *fastConn, idle bool, deadline time.Time) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if idle && s.closing {
+		return false
+	}
+	c.idle = idle
+	c.tc.SetReadDeadline(deadline)
+	return true
+}
+
+func (s *ConnServer) isClosing() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.closing
+}
+
+// Shutdown stops serving: idle connections close at once, busy ones after
+// their response (which says "Connection: close"). It returns when every
+// connection has closed, or closes the rest when ctx ends and returns its
+// error.
+func (s *ConnServer) Shutdown(ctx context.Context) error {
+	s.mu.Lock()
+	s.closing = true
+	for c := range s.conns {
+		if c.idle {
+			c.tc.SetReadDeadline(aLongTimeAgo)
+		}
+	}
+	s.mu.Unlock()
+	t := time.NewTicker(10 * time.Millisecond)
+	defer t.Stop()
+	for {
+		s.mu.Lock()
+		n := len(s.conns)
+		s.mu.Unlock()
+		if n == 0 {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			s.Close()
+			return ctx.Err()
+		case <-t.C:
+		}
+	}
+}
+
+// Close closes every connection at once.
+func (s *ConnServer) Close() {
+	s.mu.Lock()
+	s.closing = true
+	conns := make([]*fastConn, 0, len(s.conns))
+	for c := range s.conns {
+		conns = append(conns, c)
+	}
+	s.mu.Unlock()
+	for _, c := range conns {
+		c.tc.NetConn().Close()
+	}
+}

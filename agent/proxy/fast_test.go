@@ -1,0 +1,403 @@
+package proxy
+
+import (
+	"bufio"
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"io"
+	"log"
+	"math/big"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// fastFront serves p over TLS on loopback the way flowgate does: HTTP/1.1
+// connections on the fast path (ConnServer.Listen), handed off to a
+// net/http server in front of p. It returns the address and a client
+// configuration that trusts the server.
+func fastFront(t *testing.T, p *Proxy, o ConnOptions) (string, *tls.Config, *ConnServer) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "127.0.0.1"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		IPAddresses: []net.IP{net.ParseIP("127.0.0.1")}}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	leaf, _ := x509.ParseCertificate(der)
+	pool := x509.NewCertPool()
+	pool.AddCert(leaf)
+	if o.Front == nil {
+		o.Front = func(string, string) ([]string, bool) { return nil, true }
+	}
+	if o.ReadHeaderTimeout == 0 {
+		o.ReadHeaderTimeout = 5 * time.Second
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cs := p.NewConnServer(o)
+	srv := &http.Server{Handler: p, ErrorLog: log.New(testWriter{t}, "", 0)}
+	hl := cs.Listen(ln, &tls.Config{Certificates: []tls.Certificate{{Certificate: [][]byte{der}, PrivateKey: key}},
+		NextProtos: []string{"h2", "http/1.1"}}, log.New(testWriter{t}, "", 0))
+	go srv.Serve(hl)
+	t.Cleanup(func() {
+		srv.Close()
+		cs.Close()
+	})
+	return ln.Addr().String(), &tls.Config{RootCAs: pool, NextProtos: []string{"http/1.1"}}, cs
+}
+
+// rawClient is one HTTP/1.1 connection to the front, written to by hand.
+type rawClient struct {
+	t  *testing.T
+	c  *tls.Conn
+	br *bufio.Reader
+}
+
+func dialRaw(t *testing.T, addr string, cfg *tls.Config) *rawClient {
+	t.Helper()
+	c, err := tls.Dial("tcp", addr, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	return &rawClient{t: t, c: c, br: bufio.NewReader(c)}
+}
+
+func (rc *rawClient) send(s string) {
+	rc.t.Helper()
+	if _, err := io.WriteString(rc.c, s); err != nil {
+		rc.t.Fatal(err)
+	}
+}
+
+// read reads one response to a request with method and its whole body.
+func (rc *rawClient) read(method string) (*http.Response, string) {
+	rc.t.Helper()
+	resp, err := http.ReadResponse(rc.br, &http.Request{Method: method})
+	if err != nil {
+		rc.t.Fatalf("reading a response: %v", err)
+	}
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		rc.t.Fatalf("reading a response body: %v", err)
+	}
+	return resp, string(b)
+}
+
+func (cs *ConnServer) open() int {
+	cs.mu.Lock()
+	defer cs.mu.Unlock()
+	return len(cs.conns)
+}
+
+func TestFastPathServesThenHandsOff(t *testing.T) {
+	b := newBackend(t, "a", nil)
+	p := newTestProxy(t, Options{}, b.upstream())
+	addr, cfg, cs := fastFront(t, p, ConnOptions{Front: func(host, _ string) ([]string, bool) {
+		return []string{"max-age=60"}, host != "elsewhere.test"
+	}})
+	rc := dialRaw(t, addr, cfg)
+
+	rc.send("GET /one HTTP/1.1\r\nHost: app.test\r\nX-Forwarded-Host: evil.test\r\nX-Forwarded-For: 6.6.6.6\r\n\r\n")
+	resp, body := rc.read("GET")
+	if resp.StatusCode != 200 || body != "a" || resp.Header.Get("X-Backend") != "a" ||
+		resp.Header.Get("Strict-Transport-Security") != "max-age=60" || resp.Header.Get("Date") == "" || resp.ContentLength != 1 {
+		t.Fatalf("fast GET: got %d %q %v", resp.StatusCode, body, resp.Header)
+	}
+	h := b.lastHeader()
+	if h.Get("X-Forwarded-Host") != "app.test" || h.Get("X-Forwarded-For") != "127.0.0.1" || h.Get("X-Forwarded-Proto") != "https" ||
+		h.Get("X-Real-Ip") != "127.0.0.1" || h.Get("User-Agent") != "" {
+		t.Errorf("upstream saw %v; want flowgate's forwarding headers only", h)
+	}
+	if cs.open() != 1 {
+		t.Fatalf("fast-path connections after a GET: got %d; want 1", cs.open())
+	}
+
+	// HEAD, then two pipelined GETs in one write.
+	rc.send("HEAD /two HTTP/1.1\r\nHost: app.test\r\n\r\n")
+	if resp, body := rc.read("HEAD"); resp.StatusCode != 200 || body != "" || resp.Header.Get("Content-Length") != "1" {
+		t.Errorf("HEAD: got %d %q, Content-Length %q", resp.StatusCode, body, resp.Header.Get("Content-Length"))
+	}
+	rc.send("GET /3 HTTP/1.1\r\nHost: app.test\r\n\r\nGET /4 HTTP/1.1\r\nHost: app.test\r\n\r\n")
+	for i := range 2 {
+		if resp, body := rc.read("GET"); resp.StatusCode != 200 || body != "a" {
+			t.Errorf("pipelined GET %d: got %d %q", i, resp.StatusCode, body)
+		}
+	}
+	if got := b.hits.Load(); got != 4 || cs.open() != 1 {
+		t.Fatalf("after 4 requests: upstream hits %d, fast-path connections %d; want 4, 1", got, cs.open())
+	}
+
+	// A POST with a body goes to net/http, with the rest of the connection;
+	// a GET pipelined behind it too.
+	rc.send("POST /five HTTP/1.1\r\nHost: app.test\r\nContent-Length: 5\r\n\r\nhelloGET /six HTTP/1.1\r\nHost: app.test\r\n\r\n")
+	if resp, body := rc.read("POST"); resp.StatusCode != 200 || body != "a" || resp.Header.Get("Strict-Transport-Security") != "" {
+		t.Errorf("POST after the handoff: got %d %q %v", resp.StatusCode, body, resp.Header)
+	}
+	if resp, body := rc.read("GET"); resp.StatusCode != 200 || body != "a" {
+		t.Errorf("GET after the handoff: got %d %q", resp.StatusCode, body)
+	}
+	b.mu.Lock()
+	lastBodies := b.bodies[len(b.bodies)-2:]
+	b.mu.Unlock()
+	if lastBodies[0] != "hello" || lastBodies[1] != "" {
+		t.Errorf("upstream bodies: got %q; want hello and none", lastBodies)
+	}
+	if cs.open() != 0 {
+		t.Errorf("fast-path connections after the handoff: got %d; want 0", cs.open())
+	}
+
+	// A host Front refuses goes to net/http's handler.
+	rc2 := dialRaw(t, addr, cfg)
+	rc2.send("GET / HTTP/1.1\r\nHost: elsewhere.test\r\n\r\n")
+	if resp, _ := rc2.read("GET"); resp.StatusCode != 200 || cs.open() != 0 {
+		t.Errorf("refused host: got %d, %d fast-path connections; want it served by net/http", resp.StatusCode, cs.open())
+	}
+
+	// A head larger than the fast path's buffer goes to net/http too.
+	rc3 := dialRaw(t, addr, cfg)
+	rc3.send("GET / HTTP/1.1\r\nHost: app.test\r\nCookie: " + strings.Repeat("c", 6000) + "\r\n\r\n")
+	if resp, body := rc3.read("GET"); resp.StatusCode != 200 || body != "a" || len(b.lastHeader().Get("Cookie")) != 6000 {
+		t.Errorf("6 KB head: got %d %q", resp.StatusCode, body)
+	}
+}
+
+func TestFastPathUpstreamResponses(t *testing.T) {
+	s := newScriptedUpstream(t, func(_, _ int, req *http.Request, w io.Writer) bool {
+		switch req.URL.Path {
+		case "/chunked":
+			io.WriteString(w, "HTTP/1.1 200 OK\r\nTrailer: X-Sum\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n2\r\nde\r\n0\r\nX-Sum: 5\r\n\r\n")
+		case "/hop":
+			io.WriteString(w, "HTTP/1.1 200 OK\r\nConnection: X-Private\r\nX-Private: secret\r\nKeep-Alive: timeout=5\r\nX-Public: yes\r\nContent-Length: 2\r\n\r\nok")
+		case "/204":
+			io.WriteString(w, "HTTP/1.1 204 No Content\r\n\r\n")
+		case "/304":
+			io.WriteString(w, "HTTP/1.1 304 Not Modified\r\nETag: \"x\"\r\nContent-Length: 10\r\n\r\n")
+		case "/hints":
+			io.WriteString(w, "HTTP/1.1 103 Early Hints\r\nLink: </s.css>; rel=preload\r\n\r\n"+okReply("final"))
+		case "/close":
+			io.WriteString(w, "HTTP/1.1 200 OK\r\nConnection: close\r\n\r\nuntil the end")
+			return false
+		case "/short":
+			io.WriteString(w, "HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nhalf")
+			return false
+		case "/status":
+			io.WriteString(w, "HTTP/1.1 599 Whatever\r\nContent-Length: 0\r\n\r\n")
+		}
+		return true
+	})
+	p := newTestProxy(t, Options{}, s.upstream())
+	addr, cfg, _ := fastFront(t, p, ConnOptions{})
+	rc := dialRaw(t, addr, cfg)
+
+	rc.send("GET /chunked HTTP/1.1\r\nHost: a\r\n\r\n")
+	resp, body := rc.read("GET")
+	if body != "abcde" || resp.ContentLength != -1 || resp.Trailer.Get("X-Sum") != "5" {
+		t.Errorf("chunked: got %q, length %d, trailer %v", body, resp.ContentLength, resp.Trailer)
+	}
+	rc.send("GET /hop HTTP/1.1\r\nHost: a\r\n\r\n")
+	resp, body = rc.read("GET")
+	if body != "ok" || resp.Header.Get("X-Private") != "" || resp.Header.Get("Keep-Alive") != "" || resp.Header.Get("X-Public") != "yes" {
+		t.Errorf("hop-by-hop fields: got %q %v", body, resp.Header)
+	}
+	rc.send("GET /204 HTTP/1.1\r\nHost: a\r\n\r\n")
+	if resp, body := rc.read("GET"); resp.StatusCode != 204 || body != "" {
+		t.Errorf("204: got %d %q", resp.StatusCode, body)
+	}
+	rc.send("GET /304 HTTP/1.1\r\nHost: a\r\n\r\n")
+	if resp, body := rc.read("GET"); resp.StatusCode != 304 || body != "" || resp.Header.Get("Content-Length") != "10" || resp.Header.Get("Etag") != `"x"` {
+		t.Errorf("304: got %d %q %v", resp.StatusCode, body, resp.Header)
+	}
+	rc.send("GET /status HTTP/1.1\r\nHost: a\r\n\r\n")
+	if resp, _ := rc.read("GET"); resp.StatusCode != 599 {
+		t.Errorf("unknown status: got %d", resp.StatusCode)
+	}
+	// 103 reaches the client before the final response.
+	rc.send("GET /hints HTTP/1.1\r\nHost: a\r\n\r\n")
+	if resp, err := http.ReadResponse(rc.br, nil); err != nil || resp.StatusCode != 103 || resp.Header.Get("Link") == "" {
+		t.Fatalf("early hints: got %v, %v", resp, err)
+	}
+	if resp, body := rc.read("GET"); resp.StatusCode != 200 || body != "final" {
+		t.Errorf("after early hints: got %d %q", resp.StatusCode, body)
+	}
+	// A body that ends with the upstream's connection is sent chunked.
+	rc.send("GET /close HTTP/1.1\r\nHost: a\r\n\r\n")
+	if resp, body := rc.read("GET"); body != "until the end" || resp.ContentLength != -1 || resp.Close {
+		t.Errorf("close-delimited: got %q, length %d, close %v", body, resp.ContentLength, resp.Close)
+	}
+	// A body cut short ends the client's connection: the client must see
+	// the response is incomplete.
+	rc.send("GET /short HTTP/1.1\r\nHost: a\r\n\r\n")
+	resp, err := http.ReadResponse(rc.br, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b, err := io.ReadAll(resp.Body); err == nil {
+		t.Errorf("short body: read %q without an error; want the connection cut", b)
+	}
+}
+
+func TestFastPathAnswers(t *testing.T) {
+	paths, err := NewPathPolicy([]string{"/actuator"}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rl, err := NewRateLimiter(RateLimiterOptions{Rate: 1, Burst: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := newTestProxy(t, Options{Paths: paths, RateLimit: rl})
+	addr, cfg, cs := fastFront(t, p, ConnOptions{Front: func(string, string) ([]string, bool) { return []string{"max-age=1"}, true }})
+	rc := dialRaw(t, addr, cfg)
+	rc.send("GET /actuator/env HTTP/1.1\r\nHost: a\r\n\r\n")
+	if resp, body := rc.read("GET"); resp.StatusCode != 403 || !strings.Contains(body, "path policy") ||
+		resp.Header.Get("Strict-Transport-Security") != "max-age=1" || resp.Header.Get("Cache-Control") != "no-store" {
+		t.Errorf("blocked path: got %d %q %v", resp.StatusCode, body, resp.Header)
+	}
+	rc.send("GET /x HTTP/1.1\r\nHost: a\r\n\r\n")
+	if resp, _ := rc.read("GET"); resp.StatusCode != 503 || resp.Header.Get("Retry-After") == "" {
+		t.Errorf("no upstream: got %d %v", resp.StatusCode, resp.Header)
+	}
+	rc.send("GET /x HTTP/1.1\r\nHost: a\r\n\r\n")
+	if resp, _ := rc.read("GET"); resp.StatusCode != 429 || resp.Header.Get("Retry-After") == "" {
+		t.Errorf("over the rate: got %d %v", resp.StatusCode, resp.Header)
+	}
+	rc.send("GET /x HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
+	if resp, _ := rc.read("GET"); !resp.Close {
+		t.Errorf("Connection: close asked: response says close %v", resp.Close)
+	}
+	if _, err := rc.br.ReadByte(); err != io.EOF {
+		t.Errorf("after Connection: close: read %v; want EOF", err)
+	}
+	if cs.open() != 0 {
+		t.Errorf("fast-path connections: got %d; want 0", cs.open())
+	}
+}
+
+// A client that leaves while its request waits upstream cancels it, as
+// net/http's server does.
+func TestFastPathClientGoneCancelsUpstream(t *testing.T) {
+	gone := make(chan time.Time, 1)
+	b := newBackend(t, "a", func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case <-r.Context().Done():
+			gone <- time.Now()
+		case <-time.After(10 * time.Second):
+		}
+	})
+	p := newTestProxy(t, Options{}, b.upstream())
+	addr, cfg, cs := fastFront(t, p, ConnOptions{})
+	rc := dialRaw(t, addr, cfg)
+	rc.send("GET /wait HTTP/1.1\r\nHost: a\r\n\r\n")
+	poll(t, func() bool { return b.hits.Load() == 1 })
+	time.Sleep(2 * clientWatchAfter)
+	left := time.Now()
+	rc.c.Close()
+	select {
+	case at := <-gone:
+		if d := at.Sub(left); d > 2*time.Second {
+			t.Errorf("upstream request cancelled %v after the client left", d)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("upstream request not cancelled 5 s after the client left")
+	}
+	poll(t, func() bool { return cs.open() == 0 })
+}
+
+// A request slower than the client watch, followed by a pipelined one:
+// the watch must leave the second request for the next read.
+func TestFastPathWatchKeepsPipelinedRequest(t *testing.T) {
+	var n atomic.Int64
+	b := newBackend(t, "a", func(w http.ResponseWriter, r *http.Request) {
+		if n.Add(1) == 1 {
+			time.Sleep(3 * clientWatchAfter)
+		}
+		io.WriteString(w, r.URL.Path)
+	})
+	p := newTestProxy(t, Options{}, b.upstream())
+	addr, cfg, _ := fastFront(t, p, ConnOptions{})
+	rc := dialRaw(t, addr, cfg)
+	rc.send("GET /slow HTTP/1.1\r\nHost: a\r\n\r\n")
+	time.Sleep(2 * clientWatchAfter)
+	rc.send("GET /next HTTP/1.1\r\nHost: a\r\n\r\n")
+	for _, want := range []string{"/slow", "/next"} {
+		if resp, body := rc.read("GET"); resp.StatusCode != 200 || body != want {
+			t.Errorf("got %d %q; want 200 %q", resp.StatusCode, body, want)
+		}
+	}
+}
+
+func TestFastPathTimeoutsAndShutdown(t *testing.T) {
+	release := make(chan struct{})
+	var once sync.Once
+	unblock := func() { once.Do(func() { close(release) }) }
+	t.Cleanup(unblock)
+	b := newBackend(t, "a", func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/slow" {
+			<-release
+		}
+		io.WriteString(w, "a")
+	})
+	p := newTestProxy(t, Options{}, b.upstream())
+	addr, cfg, cs := fastFront(t, p, ConnOptions{IdleTimeout: 300 * time.Millisecond, ReadHeaderTimeout: 300 * time.Millisecond})
+
+	// Idle after a response: closed after IdleTimeout.
+	rc := dialRaw(t, addr, cfg)
+	rc.send("GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+	rc.read("GET")
+	start := time.Now()
+	if _, err := rc.br.ReadByte(); err == nil || time.Since(start) > 3*time.Second {
+		t.Errorf("idle connection: read %v after %v; want closed after 300ms", err, time.Since(start))
+	}
+	// Half a head: closed after ReadHeaderTimeout.
+	rc = dialRaw(t, addr, cfg)
+	rc.send("GET / HTTP/1.1\r\nHo")
+	start = time.Now()
+	if _, err := rc.br.ReadByte(); err == nil || time.Since(start) > 3*time.Second {
+		t.Errorf("half a head: read %v after %v; want closed after 300ms", err, time.Since(start))
+	}
+
+	// Shutdown: an idle connection closes at once, a busy one after its
+	// response, which says Connection: close.
+	idle := dialRaw(t, addr, cfg)
+	idle.send("GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+	idle.read("GET")
+	busy := dialRaw(t, addr, cfg)
+	busy.send("GET /slow HTTP/1.1\r\nHost: a\r\n\r\n")
+	poll(t, func() bool { return b.hits.Load() == 3 })
+	done := make(chan error, 1)
+	go func() { done <- cs.Shutdown(context.Background()) }()
+	if _, err := idle.br.ReadByte(); err != io.EOF {
+		t.Errorf("idle connection at shutdown: read %v; want EOF", err)
+	}
+	select {
+	case err := <-done:
+		t.Fatalf("Shutdown returned %v with a request in flight", err)
+	case <-time.After(100 * time.Millisecond):
+	}
+	unblock()
+	if resp, body := busy.read("GET"); resp.StatusCode != 200 || body != "a" || !resp.Close {
+		t.Errorf("busy connection at shutdown: got %d %q close %v", resp.StatusCode, body, resp.Close)
+	}
+	if err := <-done; err != nil {
+		t.Errorf("Shutdown: %v", err)
+	}
+}
