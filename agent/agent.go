@@ -313,7 +313,18 @@ func (a *Agent) Run(ctx context.Context) error {
 	a.mu.Unlock()
 
 	errLog := log.New(&serverErrorLog{log: a.log, handshakeErrors: a.metrics.handshakeErrors}, "", 0)
-	tlsLn := tls.NewListener(httpsLn, a.serverTLSConfig(cfg))
+	var tlsLn net.Listener
+	var fast *proxy.ConnServer
+	if cfg.HTTP.FastPath {
+		fast = a.proxy.NewConnServer(proxy.ConnOptions{
+			Front:             a.front,
+			ReadHeaderTimeout: cfg.HTTP.ReadHeaderTimeout,
+			IdleTimeout:       cfg.HTTP.IdleTimeout,
+		})
+		tlsLn = fast.Listen(httpsLn, a.serverTLSConfig(cfg), errLog)
+	} else {
+		tlsLn = tls.NewListener(httpsLn, a.serverTLSConfig(cfg))
+	}
 	httpsSrv := &http.Server{
 		Handler:           a.httpsHandler(),
 		ReadHeaderTimeout: cfg.HTTP.ReadHeaderTimeout,
@@ -381,6 +392,13 @@ func (a *Agent) Run(ctx context.Context) error {
 			}
 		})
 	}
+	if fast != nil {
+		swg.Go(func() {
+			if err := fast.Shutdown(sctx); err != nil {
+				a.log.Warn("in-flight requests cut at shutdown timeout", "err", err)
+			}
+		})
+	}
 	swg.Wait()
 	// WebSockets were hijacked, so Shutdown did not wait for them: close
 	// them now, cleanly, with a short grace for the close handshake.
@@ -433,6 +451,17 @@ func (a *Agent) httpsHandler() http.Handler {
 		}
 		a.proxy.ServeHTTP(w, r)
 	})
+}
+
+// front is what the HTTPS handler does before the proxy, for the fast
+// path: the Strict-Transport-Security values, and false for a host that
+// is not served here, which the handler answers.
+func (a *Agent) front(host, target string) ([]string, bool) {
+	rd := a.redir.Load()
+	if _, _, ok := rd.misdirected(host, target); !ok {
+		return nil, false
+	}
+	return rd.hsts, true
 }
 
 // answerMisdirected answers an HTTPS request for a host that is not a

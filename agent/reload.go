@@ -132,6 +132,7 @@ func restartOnly(old, cfg *Config) []string {
 	check("tls.client_ca_file (on or off)", old.TLS.ClientCAFile == "", cfg.TLS.ClientCAFile == "")
 	check("http timeouts and max_header_bytes", []any{old.HTTP.ReadHeaderTimeout, old.HTTP.IdleTimeout, old.HTTP.MaxHeaderBytes, old.HTTP.MaxConnections}, []any{cfg.HTTP.ReadHeaderTimeout, cfg.HTTP.IdleTimeout, cfg.HTTP.MaxHeaderBytes, cfg.HTTP.MaxConnections})
 	check("upstream transport settings (apply to new upstreams only)", []any{old.Upstreams.DialTimeout, old.Upstreams.ResponseHeaderTimeout, old.Upstreams.ReadTimeout, old.Upstreams.IdleConnTimeout, old.Upstreams.KeepAlive, old.Upstreams.TLS}, []any{cfg.Upstreams.DialTimeout, cfg.Upstreams.ResponseHeaderTimeout, cfg.Upstreams.ReadTimeout, cfg.Upstreams.IdleConnTimeout, cfg.Upstreams.KeepAlive, cfg.Upstreams.TLS})
+	check("http.fast_path", old.HTTP.FastPath, cfg.HTTP.FastPath)
 	check("admin.pprof", old.Admin.Pprof, cfg.Admin.Pprof)
 	return out
 }
