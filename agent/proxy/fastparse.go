@@ -51,7 +51,9 @@ func parseFastRequest(head []byte, remoteAddr string) (r *http.Request, fr fastR
 		Proto:      proto,
 		ProtoMajor: 1,
 		ProtoMinor: 1,
-		Header:     make(http.Header, 12),
+		// Room for what most clients send plus the forwarding fields
+		// without growing; a larger hint costs more than it saves.
+		Header:     make(http.Header, 8),
 		Body:       http.NoBody,
 		RemoteAddr: remoteAddr,
 		RequestURI: target,
@@ -164,9 +166,9 @@ func splitRequestLine(line []byte) (method, target, proto string, ok bool) {
 }
 
 // validFieldName reports whether b is an RFC 9110 token.
-func validFieldName(b []byte) bool {
-	for _, c := range b {
-		if !isTokenChar(c) {
+func validFieldName[T string | []byte](b T) bool {
+	for i := 0; i < len(b); i++ {
+		if !isTokenChar(b[i]) {
 			return false
 		}
 	}
@@ -203,8 +205,8 @@ func validHost(b []byte) bool {
 	if len(b) == 0 {
 		return false
 	}
-	for _, c := range b {
-		switch {
+	for i := 0; i < len(b); i++ {
+		switch c := b[i]; {
 		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9':
 		case c == '.', c == '-', c == '_', c == ':', c == '[', c == ']':
 		default:

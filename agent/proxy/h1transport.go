@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"net/http/httptrace"
 	"net/textproto"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -331,7 +332,7 @@ func (c *h1Conn) roundTrip(req *http.Request) (*http.Response, error) {
 	c.br.Reset(c)
 	bw := h1Writers.Get().(*bufio.Writer)
 	bw.Reset(c.nc)
-	err := req.Write(bw)
+	err := writeRequest(bw, req)
 	if err == nil {
 		err = bw.Flush()
 	}
@@ -367,6 +368,67 @@ func (c *h1Conn) roundTrip(req *http.Request) (*http.Response, error) {
 	}
 	resp.Body = &h1Body{c: c, body: resp.Body, stop: stop, keep: keep}
 	return resp, nil
+}
+
+// writeRequest writes the head of a request without a body, as
+// Request.Write would, without its allocations per request: the request
+// line, Host and the header fields (an empty User-Agent left out; no
+// default one added). A CR or LF in a value, which neither net/http's
+// server nor the fast path lets in, goes out as a space; a field with an
+// invalid name is left out.
+func writeRequest(bw *bufio.Writer, req *http.Request) error {
+	host := req.Host
+	if host == "" {
+		host = req.URL.Host
+	}
+	if !validHostHeader(host) {
+		return fmt.Errorf("invalid Host %q for the upstream request", host)
+	}
+	bw.WriteString(req.Method)
+	bw.WriteByte(' ')
+	bw.WriteString(req.URL.RequestURI())
+	bw.WriteString(" HTTP/1.1\r\nHost: ")
+	bw.WriteString(host)
+	bw.WriteString("\r\n")
+	for k, vv := range req.Header {
+		switch k {
+		case "Host", "Content-Length", "Transfer-Encoding", "Trailer":
+			continue
+		}
+		if !validFieldName(k) {
+			continue
+		}
+		for _, v := range vv {
+			if v == "" && k == "User-Agent" {
+				continue
+			}
+			if strings.ContainsAny(v, "\r\n") {
+				v = strings.NewReplacer("\r", " ", "\n", " ").Replace(v)
+			}
+			writeField(bw, k, v)
+		}
+	}
+	if req.Close {
+		bw.WriteString("Connection: close\r\n")
+	}
+	_, err := bw.WriteString("\r\n")
+	return err
+}
+
+// validHostHeader reports whether h may be sent as a Host field: RFC
+// 3986's host and port characters (letters, digits, "-._~", "%" for
+// escapes, "!$&'()*+,;=", ":" and brackets), as net/http checks it.
+func validHostHeader(h string) bool {
+	for i := 0; i < len(h); i++ {
+		c := h[i]
+		switch {
+		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9':
+		case strings.IndexByte("-._~%!$&'()*+,;=:[]", c) >= 0:
+		default:
+			return false
+		}
+	}
+	return true
 }
 
 // readResponse reads the head of the final response to req, or of a 101:
