@@ -13,6 +13,7 @@ import (
 	"net/textproto"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -49,9 +50,9 @@ type ConnServer struct {
 	// it from then.
 	handoff func(net.Conn)
 
-	mu      sync.Mutex
+	closing atomic.Bool
+	mu      sync.Mutex // guards conns
 	conns   map[*fastConn]struct{}
-	closing bool
 }
 
 // NewConnServer returns a ConnServer that proxies through p.
@@ -77,13 +78,22 @@ type fastConn struct {
 	br     *bufio.Reader
 	bw     *bufio.Writer
 	remote string
-	idle   bool // waiting for the next request; guarded by s.mu
+
+	// mu orders the connection's idle state and read deadline against
+	// Shutdown, and the client watch's start against its stop.
+	mu   sync.Mutex
+	idle bool // waiting for the next request
+	// watchStopped: stopWatch has ended the watch before it read.
+	watchStopped bool
 
 	// ctx is every request's context; cancel ends it when the client goes
 	// away during a request, and the connection with it.
 	ctx    context.Context
 	cancel context.CancelFunc
 	watch  *time.Timer
+	// answer collects a response flowgate makes itself; one request at a
+	// time uses it.
+	answer errorWriter
 	// watching: a watch is armed (startWatch) and not yet stopped.
 	watching bool
 	// watched receives when a watch that started has ended.
@@ -112,27 +122,34 @@ func (s *ConnServer) Serve(tc *tls.Conn) {
 
 // serve runs the request loop. It reports whether the connection was
 // handed off; otherwise the caller closes it.
+//
+// Read deadlines: the wait for a request has the idle timeout (for the
+// first request, the header timeout from the connection's start); a head
+// that does not arrive whole with its first bytes then gets the header
+// timeout. While a request is upstream the deadline is left as it was,
+// since nothing reads; a client watch clears it before it reads.
 func (c *fastConn) serve() (handedOff bool) {
 	o := &c.s.o
-	// The first request's head must arrive within the header timeout of
-	// the connection's start; later ones within it of their first byte.
-	first := after(o.ReadHeaderTimeout)
 	for n := 0; ; n++ {
-		wait := first
-		if n > 0 {
-			wait = after(o.IdleTimeout)
+		headDeadline := time.Time{} // set: the head has its own deadline
+		if c.br.Buffered() == 0 {
+			wait := after(o.ReadHeaderTimeout)
+			if n > 0 {
+				wait = after(o.IdleTimeout)
+			}
+			if !c.setIdle(true, wait) {
+				return false
+			}
+			_, err := c.br.Peek(1)
+			c.setIdle(false, time.Time{})
+			if err != nil {
+				return false
+			}
+			if n == 0 {
+				headDeadline = wait
+			}
 		}
-		if !c.s.setIdle(c, true, wait) {
-			return false
-		}
-		if _, err := c.br.Peek(1); err != nil {
-			return false
-		}
-		if n > 0 {
-			first = after(o.ReadHeaderTimeout)
-		}
-		c.s.setIdle(c, false, first)
-		head, err := c.readHead()
+		head, err := c.readHead(headDeadline)
 		if err == errNotFast {
 			return c.handoff()
 		}
@@ -148,8 +165,7 @@ func (c *fastConn) serve() (handedOff bool) {
 			return c.handoff()
 		}
 		c.br.Discard(len(head))
-		c.tc.SetReadDeadline(time.Time{})
-		if !c.serveRequest(r, fr, hsts) || fr.close || c.ctx.Err() != nil || c.s.isClosing() {
+		if !c.serveRequest(r, fr, hsts) || fr.close || c.ctx.Err() != nil || c.s.closing.Load() {
 			return false
 		}
 	}
@@ -165,8 +181,9 @@ func after(d time.Duration) time.Time {
 var errNotFast = errors.New("request head too large for the fast path")
 
 // readHead returns the next request head, up to and including its empty
-// line, without consuming it.
-func (c *fastConn) readHead() ([]byte, error) {
+// line, without consuming it. Reading more than is buffered sets the
+// header timeout first, unless deadline is already set for the head.
+func (c *fastConn) readHead(deadline time.Time) ([]byte, error) {
 	for {
 		b, _ := c.br.Peek(c.br.Buffered())
 		if i := bytes.Index(b, []byte("\r\n\r\n")); i >= 0 {
@@ -174,6 +191,10 @@ func (c *fastConn) readHead() ([]byte, error) {
 		}
 		if len(b) == c.br.Size() {
 			return nil, errNotFast
+		}
+		if deadline.IsZero() {
+			deadline = after(c.s.o.ReadHeaderTimeout)
+			c.tc.SetReadDeadline(deadline)
 		}
 		if _, err := c.br.Peek(len(b) + 1); err != nil {
 			return nil, err
@@ -222,7 +243,8 @@ func (c *replayConn) NetConn() net.Conn {
 // carry another.
 func (c *fastConn) serveRequest(r *http.Request, fr fastRequest, hsts []string) bool {
 	p := c.s.p
-	ew := &errorWriter{}
+	ew := &c.answer
+	*ew = errorWriter{}
 	st := p.newState(c.ctx, ew, r)
 	defer p.handlerDone(st)
 	if !p.admit(st, r, fr.xff) {
@@ -257,7 +279,7 @@ func (c *fastConn) writeResponse(st *requestState, req *http.Request, resp *http
 	code := resp.StatusCode
 	st.rec.status = code
 	writeStatusLine(bw, code)
-	writeDate(bw)
+	writeDate(bw, st.start)
 	conn := resp.Header["Connection"]
 	for k, vv := range resp.Header {
 		if responseHopField(k) || len(conn) > 0 && hasToken(conn, k) {
@@ -293,7 +315,7 @@ func (c *fastConn) writeResponse(st *requestState, req *http.Request, resp *http
 			writeField(bw, "Trailer", joinComma(keys))
 		}
 	}
-	if closeAfter || c.s.isClosing() {
+	if closeAfter || c.s.closing.Load() {
 		bw.WriteString("Connection: close\r\n")
 	}
 	bw.WriteString("\r\n")
@@ -381,7 +403,7 @@ func (c *fastConn) writeAnswer(st *requestState, ew *errorWriter, hsts []string,
 	}
 	st.rec.status = code
 	writeStatusLine(bw, code)
-	writeDate(bw)
+	writeDate(bw, st.start)
 	for k, vv := range ew.h {
 		for _, v := range vv {
 			writeField(bw, k, v)
@@ -393,7 +415,7 @@ func (c *fastConn) writeAnswer(st *requestState, ew *errorWriter, hsts []string,
 	bw.WriteString("Content-Length: ")
 	bw.Write(strconv.AppendInt(bw.AvailableBuffer(), int64(len(ew.body)), 10))
 	bw.WriteString("\r\n")
-	if closeAfter || c.s.isClosing() {
+	if closeAfter || c.s.closing.Load() {
 		bw.WriteString("Connection: close\r\n")
 	}
 	bw.WriteString("\r\n")
@@ -455,12 +477,24 @@ func writeStatusLine(bw *bufio.Writer, code int) {
 	bw.WriteString("\r\n")
 }
 
-// writeDate writes the Date field, as net/http's server does.
-func writeDate(bw *bufio.Writer) {
-	bw.WriteString("Date: ")
-	bw.Write(time.Now().UTC().AppendFormat(bw.AvailableBuffer(), http.TimeFormat))
-	bw.WriteString("\r\n")
+// writeDate writes the Date field, as net/http's server does, for a
+// request that arrived at now. The field is formatted once a second.
+func writeDate(bw *bufio.Writer, now time.Time) {
+	d := lastDate.Load()
+	if d == nil || d.unix != now.Unix() {
+		line := append(now.UTC().AppendFormat([]byte("Date: "), http.TimeFormat), "\r\n"...)
+		d = &dateField{unix: now.Unix(), line: line}
+		lastDate.Store(d)
+	}
+	bw.Write(d.line)
 }
+
+type dateField struct {
+	unix int64
+	line []byte
+}
+
+var lastDate atomic.Pointer[dateField]
 
 func writeField(bw *bufio.Writer, k, v string) {
 	bw.WriteString(k)
@@ -488,10 +522,14 @@ func (c *fastConn) stopWatch() {
 	if c.watch.Stop() {
 		return
 	}
-	// The watch has started: unblock its wait and wait for its end.
+	// The watch has started: unblock its read, or keep it from reading,
+	// and wait for its end. The next read sets its own deadline.
+	c.mu.Lock()
+	c.watchStopped = true
 	c.tc.SetReadDeadline(aLongTimeAgo)
+	c.mu.Unlock()
 	<-c.watched
-	c.tc.SetReadDeadline(time.Time{})
+	c.watchStopped = false
 }
 
 // watchClient reads ahead on the client's connection while its request
@@ -502,6 +540,13 @@ func (c *fastConn) stopWatch() {
 // is still waiting with a read deadline, the only one set at that time.
 func (c *fastConn) watchClient() {
 	defer func() { c.watched <- struct{}{} }()
+	c.mu.Lock()
+	if c.watchStopped {
+		c.mu.Unlock()
+		return
+	}
+	c.tc.SetReadDeadline(time.Time{})
+	c.mu.Unlock()
 	_, err := c.br.Peek(1)
 	var ne net.Error
 	if err != nil && !(errors.As(err, &ne) && ne.Timeout()) {
@@ -513,7 +558,7 @@ func (c *fastConn) watchClient() {
 func (s *ConnServer) track(c *fastConn) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.closing {
+	if s.closing.Load() {
 		return false
 	}
 	s.conns[c] = struct{}{}
@@ -526,25 +571,21 @@ func (s *ConnServer) untrack(c *fastConn) {
 	s.mu.Unlock()
 }
 
-// setIdle marks a connection idle (waiting for a request) or busy, and
-// sets its read deadline under the lock, so that Shutdown's deadline for
-// idle connections is never overwritten. Going idle fails once the server
-// is shutting down.
-func (s *ConnServer) setIdle(c *fastConn, idle bool, deadline time.Time) bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if idle && s.closing {
+// setIdle marks the connection idle (waiting for a request) or busy; going
+// idle sets the read deadline for the wait. Both happen under c.mu, so
+// that Shutdown's deadline for an idle connection is never overwritten.
+// Going idle fails once the server is shutting down.
+func (c *fastConn) setIdle(idle bool, deadline time.Time) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if idle && c.s.closing.Load() {
 		return false
 	}
 	c.idle = idle
-	c.tc.SetReadDeadline(deadline)
+	if idle {
+		c.tc.SetReadDeadline(deadline)
+	}
 	return true
-}
-
-func (s *ConnServer) isClosing() bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.closing
 }
 
 // Shutdown stops serving: idle connections close at once, busy ones after
@@ -552,12 +593,14 @@ func (s *ConnServer) isClosing() bool {
 // connection has closed, or closes the rest when ctx ends and returns its
 // error.
 func (s *ConnServer) Shutdown(ctx context.Context) error {
+	s.closing.Store(true)
 	s.mu.Lock()
-	s.closing = true
 	for c := range s.conns {
+		c.mu.Lock()
 		if c.idle {
 			c.tc.SetReadDeadline(aLongTimeAgo)
 		}
+		c.mu.Unlock()
 	}
 	s.mu.Unlock()
 	t := time.NewTicker(10 * time.Millisecond)
@@ -580,8 +623,8 @@ func (s *ConnServer) Shutdown(ctx context.Context) error {
 
 // Close closes every connection at once.
 func (s *ConnServer) Close() {
+	s.closing.Store(true)
 	s.mu.Lock()
-	s.closing = true
 	conns := make([]*fastConn, 0, len(s.conns))
 	for c := range s.conns {
 		conns = append(conns, c)
