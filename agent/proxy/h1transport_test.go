@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -10,6 +11,7 @@ import (
 	"net/http/httptest"
 	"net/http/httptrace"
 	"net/textproto"
+	"reflect"
 	"runtime"
 	"strings"
 	"sync"
@@ -372,5 +374,38 @@ func TestH1RetiredUpstreamClosesConnections(t *testing.T) {
 	}
 	if got := h1.idleConns(); got != 0 {
 		t.Errorf("idle connections to the removed upstream: got %d; want 0", got)
+	}
+}
+
+func TestWriteRequest(t *testing.T) {
+	req, err := http.NewRequest("GET", "http://upstream.invalid/a%2Fb?q=1", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Host = "app.example:8443"
+	req.Header = http.Header{
+		"User-Agent":     {""},
+		"Accept":         {"a", "b"},
+		"X-Injected":     {"v\r\nX-Evil: 1"},
+		"Bad Name":       {"x"},
+		"Content-Length": {"5"},
+	}
+	var buf bytes.Buffer
+	bw := bufio.NewWriter(&buf)
+	if err := writeRequest(bw, req); err != nil {
+		t.Fatal(err)
+	}
+	bw.Flush()
+	got, err := http.ReadRequest(bufio.NewReader(&buf))
+	if err != nil {
+		t.Fatalf("reading %q: %v", buf.String(), err)
+	}
+	want := http.Header{"Accept": {"a", "b"}, "X-Injected": {"v  X-Evil: 1"}}
+	if got.Method != "GET" || got.RequestURI != "/a%2Fb?q=1" || got.Host != "app.example:8443" || !reflect.DeepEqual(got.Header, want) || got.ContentLength != 0 {
+		t.Errorf("upstream would read %s %s host %q header %v length %d; want GET /a%%2Fb?q=1, %v", got.Method, got.RequestURI, got.Host, got.Header, got.ContentLength, want)
+	}
+	req.Host = "evil.example/\r\nX: y"
+	if err := writeRequest(bufio.NewWriter(io.Discard), req); err == nil {
+		t.Error("a Host with CR LF was written")
 	}
 }
