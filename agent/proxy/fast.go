@@ -79,30 +79,31 @@ type fastConn struct {
 	bw     *bufio.Writer
 	remote string
 
-	// mu orders the connection's idle state and read deadline against
-	// Shutdown, and the client watch's start against its stop.
-	mu   sync.Mutex
-	idle bool // waiting for the next request
-	// watchStopped: stopWatch has ended the watch before it read.
-	watchStopped bool
-
 	// ctx is every request's context; cancel ends it when the client goes
 	// away during a request, and the connection with it.
 	ctx    context.Context
 	cancel context.CancelFunc
-	watch  *time.Timer
 	// answer collects a response flowgate makes itself; one request at a
 	// time uses it.
 	answer errorWriter
-	// watching: a watch is armed (startWatch) and not yet stopped.
-	watching bool
-	// watched receives when a watch that started has ended.
-	watched chan struct{}
+
+	// mu orders the connection's idle state and read deadline against
+	// Shutdown, and the client watch's start against its stop.
+	mu   sync.Mutex
+	idle bool // waiting for the next request
+
+	// The client watch (startWatch): watch starts it; watching says it is
+	// armed and not yet stopped; watchStopped (under mu) that stopWatch
+	// ended it before it read; watched receives when a started watch ends.
+	watch        *time.Timer
+	watching     bool
+	watchStopped bool
+	watched      chan struct{}
 }
 
-// Serve serves tc, whose TLS handshake is complete, until the client or
-// an error closes it, or hands it off. It returns when either happened.
-func (s *ConnServer) Serve(tc *tls.Conn) {
+// serveConn serves tc, whose TLS handshake is complete, until the client
+// or an error closes it, or hands it off. It returns when either happened.
+func (s *ConnServer) serveConn(tc *tls.Conn) {
 	c := &fastConn{s: s, tc: tc, remote: tc.RemoteAddr().String(), watched: make(chan struct{}, 1)}
 	if !s.track(c) {
 		tc.Close()

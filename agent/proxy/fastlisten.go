@@ -86,7 +86,7 @@ func (l *httpsListener) serve(c net.Conn) {
 		l.handoff(tc)
 		return
 	}
-	l.fast.Serve(tc)
+	l.fast.serveConn(tc)
 }
 
 func looksLikeHTTP(h [5]byte) bool {
