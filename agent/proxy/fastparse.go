@@ -257,6 +257,12 @@ var commonKeys = func() map[string]string {
 		"Upgrade-Insecure-Requests", "User-Agent", "X-Forwarded-For",
 		"X-Forwarded-Host", "X-Forwarded-Port", "X-Forwarded-Proto", "X-Real-Ip",
 		"X-Requested-With", "Http2-Settings",
+		// Response fields.
+		"Access-Control-Allow-Origin", "Access-Control-Allow-Credentials", "Age",
+		"Content-Disposition", "Content-Encoding", "Content-Language", "Content-Security-Policy",
+		"Date", "Etag", "Expires", "Last-Modified", "Location", "Referrer-Policy", "Server",
+		"Set-Cookie", "Strict-Transport-Security", "Vary", "Www-Authenticate",
+		"X-Content-Type-Options", "X-Frame-Options", "X-Xss-Protection",
 	} {
 		lower := []byte(k)
 		for i, c := range lower {

@@ -438,9 +438,12 @@ func validHostHeader(h string) bool {
 func readResponse(br *bufio.Reader, req *http.Request) (*http.Response, error) {
 	trace := httptrace.ContextClientTrace(req.Context())
 	for range max1xx + 1 {
-		resp, err := http.ReadResponse(br, req)
-		if err != nil {
-			return nil, err
+		resp, ok := parseSimpleResponse(br, req)
+		if !ok {
+			var err error
+			if resp, err = http.ReadResponse(br, req); err != nil {
+				return nil, err
+			}
 		}
 		code := resp.StatusCode
 		if code < 100 || code >= 200 || code == http.StatusSwitchingProtocols {
