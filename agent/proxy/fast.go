@@ -12,6 +12,7 @@ import (
 	"net/http/httptrace"
 	"net/textproto"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -264,10 +265,7 @@ func (c *fastConn) serveRequest(r *http.Request, fr fastRequest, hsts []string) 
 		return c.writeAnswer(st, ew, hsts, fr.close)
 	}
 	defer resp.Body.Close()
-	if o := st.opts; o.StickyCookie != "" && st.upstream != nil && st.stickyIn != st.upstream.cookie {
-		ck := &http.Cookie{Name: o.StickyCookie, Value: st.upstream.cookie, Path: "/", HttpOnly: true, Secure: true, SameSite: http.SameSiteLaxMode}
-		resp.Header.Add("Set-Cookie", ck.String())
-	}
+	st.setStickyCookie(resp.Header)
 	return c.writeResponse(st, req, resp, hsts, fr.close)
 }
 
@@ -313,7 +311,7 @@ func (c *fastConn) writeResponse(st *requestState, req *http.Request, resp *http
 			for k := range resp.Trailer {
 				keys = append(keys, k)
 			}
-			writeField(bw, "Trailer", joinComma(keys))
+			writeField(bw, "Trailer", strings.Join(keys, ", "))
 		}
 	}
 	if closeAfter || c.s.closing.Load() {
@@ -380,19 +378,9 @@ func responseHopField(k string) bool {
 }
 
 func isEventStream(h http.Header) bool {
+	const es = "text/event-stream"
 	ct := h["Content-Type"]
-	return len(ct) > 0 && len(ct[0]) >= 17 && bytes.EqualFold([]byte(ct[0][:17]), []byte("text/event-stream"))
-}
-
-func joinComma(s []string) string {
-	var b []byte
-	for i, v := range s {
-		if i > 0 {
-			b = append(b, ", "...)
-		}
-		b = append(b, v...)
-	}
-	return string(b)
+	return len(ct) > 0 && len(ct[0]) >= len(es) && strings.EqualFold(ct[0][:len(es)], es)
 }
 
 // writeAnswer sends a response flowgate made itself (errorWriter).

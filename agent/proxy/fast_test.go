@@ -401,3 +401,27 @@ func TestFastPathTimeoutsAndShutdown(t *testing.T) {
 		t.Errorf("Shutdown: %v", err)
 	}
 }
+
+// The fast path pins a browser to an upstream with the sticky cookie as
+// the net/http path does, and follows the cookie it sent.
+func TestFastPathStickyCookie(t *testing.T) {
+	a := newBackend(t, "a", nil)
+	b := newBackend(t, "b", nil)
+	p := newTestProxy(t, Options{StickyCookie: "FGNODE"}, a.upstream(), b.upstream())
+	addr, cfg, _ := fastFront(t, p, ConnOptions{})
+	rc := dialRaw(t, addr, cfg)
+	rc.send("GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+	resp, first := rc.read("GET")
+	cookie := stickyFrom(t, resp.Header, "FGNODE")
+	if cookie == nil || !cookie.Secure || !cookie.HttpOnly {
+		t.Fatalf("first response: cookie %v; Set-Cookie %q", cookie, resp.Header.Values("Set-Cookie"))
+	}
+	for i := range 6 {
+		rc.send("GET / HTTP/1.1\r\nHost: a\r\nCookie: other=1; FGNODE=" + cookie.Value + "\r\n\r\n")
+		resp, body := rc.read("GET")
+		if body != first || len(resp.Header.Values("Set-Cookie")) != 0 {
+			t.Errorf("request %d with the cookie: served by %q (first %q), Set-Cookie %q", i, body, first, resp.Header.Values("Set-Cookie"))
+		}
+	}
+}
+

@@ -608,16 +608,23 @@ func (st *requestState) setForwarded(h http.Header, host string, o *Options) {
 }
 
 func (p *Proxy) modifyResponse(resp *http.Response) error {
-	o := p.options()
 	st := stateFrom(resp.Request.Context())
-	if o.StickyCookie != "" && st.upstream != nil && st.stickyIn != st.upstream.cookie {
-		c := &http.Cookie{Name: o.StickyCookie, Value: st.upstream.cookie, Path: "/", HttpOnly: true, Secure: true, SameSite: http.SameSiteLaxMode}
-		resp.Header.Add("Set-Cookie", c.String())
-	}
+	st.setStickyCookie(resp.Header)
 	if resp.StatusCode == http.StatusSwitchingProtocols {
 		return p.startTunnel(st, resp)
 	}
 	return nil
+}
+
+// setStickyCookie pins the client to the upstream that answered, unless
+// the cookie it sent already does.
+func (st *requestState) setStickyCookie(h http.Header) {
+	name := st.opts.StickyCookie
+	if name == "" || st.upstream == nil || st.stickyIn == st.upstream.cookie {
+		return
+	}
+	c := &http.Cookie{Name: name, Value: st.upstream.cookie, Path: "/", HttpOnly: true, Secure: true, SameSite: http.SameSiteLaxMode}
+	h.Add("Set-Cookie", c.String())
 }
 
 // roundTripper picks an upstream per attempt and retries what is safe.
