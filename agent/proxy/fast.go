@@ -325,17 +325,21 @@ func (c *fastConn) writeResponse(st *requestState, req *http.Request, resp *http
 	flush := chunked || isEventStream(resp.Header)
 	buf := c.s.p.bufs.Get().(*copyBuf)
 	defer c.s.p.bufs.Put(buf)
+	// A chunk goes out as one piece, its size line and CRLF around the
+	// data in buf, so that it costs one TLS record and one write, not
+	// three. The data is read at chunkData, after room for the size line.
+	data := buf[:]
+	if chunked {
+		data = buf[chunkData : len(buf)-2]
+	}
 	for {
-		n, err := resp.Body.Read(buf[:])
+		n, err := resp.Body.Read(data)
 		if n > 0 {
+			out := data[:n]
 			if chunked {
-				bw.Write(strconv.AppendInt(bw.AvailableBuffer(), int64(n), 16))
-				bw.WriteString("\r\n")
+				out = frameChunk(buf[:], n)
 			}
-			bw.Write(buf[:n])
-			if chunked {
-				bw.WriteString("\r\n")
-			}
+			bw.Write(out)
 			st.rec.bytes += int64(n)
 			if flush && bw.Flush() != nil {
 				return false
@@ -364,6 +368,22 @@ func (c *fastConn) writeResponse(st *requestState, req *http.Request, resp *http
 		bw.WriteString("\r\n")
 	}
 	return bw.Flush() == nil
+}
+
+// chunkData is where a chunk's data starts in its buffer: after room for
+// its size in hex and a CRLF.
+const chunkData = 16 + 2
+
+// frameChunk frames the n bytes of data at buf[chunkData:] as a chunk, in
+// place, and returns it.
+func frameChunk(buf []byte, n int) []byte {
+	var size [16]byte
+	hex := strconv.AppendInt(size[:0], int64(n), 16)
+	start := chunkData - len(hex) - 2
+	copy(buf[start:], hex)
+	copy(buf[chunkData-2:], "\r\n")
+	copy(buf[chunkData+n:], "\r\n")
+	return buf[start : chunkData+n+2]
 }
 
 // responseHopField reports the response fields that are not forwarded, or

@@ -14,6 +14,7 @@ import (
 	"math/big"
 	"net"
 	"net/http"
+	"net/http/httputil"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -425,3 +426,26 @@ func TestFastPathStickyCookie(t *testing.T) {
 	}
 }
 
+func TestFrameChunk(t *testing.T) {
+	for _, n := range []int{1, 15, 16, 4096, 16 << 10, len(copyBuf{}) - chunkData - 2} {
+		var buf copyBuf
+		for i := range n {
+			buf[chunkData+i] = 'a' + byte(i%26)
+		}
+		framed := frameChunk(buf[:], n)
+		r := httputilChunked(t, append(append([]byte{}, framed...), "0\r\n\r\n"...))
+		if len(r) != n || (n > 0 && r[n-1] != 'a'+byte((n-1)%26)) {
+			t.Errorf("chunk of %d: decoded %d bytes", n, len(r))
+		}
+	}
+}
+
+// httputilChunked decodes a chunked body.
+func httputilChunked(t *testing.T, b []byte) []byte {
+	t.Helper()
+	out, err := io.ReadAll(httputil.NewChunkedReader(strings.NewReader(string(b))))
+	if err != nil {
+		t.Fatalf("decoding %q...: %v", b[:min(len(b), 30)], err)
+	}
+	return out
+}
