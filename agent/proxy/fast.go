@@ -208,34 +208,38 @@ func (c *fastConn) readHead(deadline time.Time) ([]byte, error) {
 func (c *fastConn) handoff() bool {
 	c.tc.SetReadDeadline(time.Time{})
 	buffered, _ := c.br.Peek(c.br.Buffered())
-	rc := &replayConn{Conn: c.tc, buf: bytes.Clone(buffered)}
+	rc := &prefixConn{Conn: c.tc, prefix: bytes.Clone(buffered)}
 	c.s.untrack(c)
 	c.s.handoff(rc)
 	return true
 }
 
-// replayConn is a connection handed off to net/http: it reads what the
-// fast path had read first.
-type replayConn struct {
+// prefixConn is a connection whose reads return first what was read from
+// it before: the rest of a request the fast path had read when it handed
+// the connection to net/http, or what an upstream sent right after its
+// 101, in the same read as its head.
+type prefixConn struct {
 	net.Conn
-	buf []byte
+	prefix []byte
 }
 
-func (c *replayConn) Read(p []byte) (int, error) {
-	if len(c.buf) > 0 {
-		n := copy(p, c.buf)
-		c.buf = c.buf[n:]
+func (c *prefixConn) Read(p []byte) (int, error) {
+	if len(c.prefix) > 0 {
+		n := copy(p, c.prefix)
+		c.prefix = c.prefix[n:]
 		return n, nil
 	}
 	return c.Conn.Read(p)
 }
 
-// NetConn is the TLS connection, for the idle wait of a WebSocket tunnel
-// (socketOf), once nothing read from it is left here. net/http's server
-// reads up to 4 KiB at once, the most the fast path reads, so the buffer
-// is empty before any request is handled.
-func (c *replayConn) NetConn() net.Conn {
-	if len(c.buf) > 0 {
+// NetConn is the connection underneath, for the idle wait of a WebSocket
+// tunnel (socketOf), once no earlier bytes are left here; nil before, as
+// a wait on the socket would miss them. net/http's server reads up to 4
+// KiB at once, the most the fast path reads, so a handed-off connection's
+// prefix is gone before any request is handled; a tunnel takes an
+// upstream's early bytes before it waits.
+func (c *prefixConn) NetConn() net.Conn {
+	if len(c.prefix) > 0 {
 		return nil
 	}
 	return c.Conn

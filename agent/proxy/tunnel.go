@@ -93,8 +93,8 @@ func (p *Proxy) startTunnel(st *requestState, res *http.Response) error {
 	t.up = direction{t: t, src: conn, dst: back, early: early}
 	t.up.setQuiet(conn)
 	t.down = direction{t: t, src: back, dst: conn}
-	if uc, ok := back.ReadWriteCloser.(*upgradedConn); ok {
-		t.down.early, uc.early = uc.early, nil
+	if uc, ok := back.ReadWriteCloser.(*prefixConn); ok {
+		t.down.early, uc.prefix = uc.prefix, nil
 		t.down.setQuiet(uc)
 	}
 	t.up.start()

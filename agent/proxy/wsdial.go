@@ -19,7 +19,7 @@ import (
 // upgraded connection is never reused, so upgradeTransport dials one per
 // request, writes the request and reads the answer's head with small
 // buffers, and hands the bare connection over as the body of a 101
-// (upgradedConn). Any other answer is read from its own connection, which
+// (a prefixConn). Any other answer is read from its own connection, which
 // closes with the body.
 type upgradeTransport struct {
 	dialer net.Dialer
@@ -54,7 +54,7 @@ func newUpgradeTransport(u discovery.Upstream, o TransportOptions) *upgradeTrans
 func (t *upgradeTransport) CloseIdleConnections() {}
 
 // RoundTrip sends req on a new connection to req.URL.Host and returns the
-// answer. A 101's body is the connection (*upgradedConn); any other
+// answer. A 101's body is the connection (*prefixConn); any other
 // answer's body closes the connection when closed. When req's context ends
 // before the head of the answer has arrived, the connection is closed and
 // RoundTrip fails.
@@ -89,11 +89,11 @@ func (t *upgradeTransport) RoundTrip(req *http.Request) (*http.Response, error) 
 		conn.Close()
 		return nil, ctx.Err()
 	}
-	uc := &upgradedConn{Conn: conn}
+	uc := &prefixConn{Conn: conn}
 	if n := br.Buffered(); n > 0 {
 		// The upstream spoke right after its 101, in the same packet.
-		uc.early = make([]byte, n)
-		io.ReadFull(br, uc.early)
+		uc.prefix = make([]byte, n)
+		io.ReadFull(br, uc.prefix)
 	}
 	resp.Body = uc
 	return resp, nil
@@ -166,25 +166,3 @@ func (b *closingBody) Close() error {
 	b.conn.Close()
 	return err
 }
-
-// upgradedConn is an upstream connection after a 101: reads return first
-// what the upstream sent after the 101 in the same read as its head.
-type upgradedConn struct {
-	net.Conn
-	early []byte
-}
-
-func (c *upgradedConn) Read(p []byte) (int, error) {
-	if len(c.early) > 0 {
-		n := copy(p, c.early)
-		c.early = c.early[n:]
-		if len(c.early) == 0 {
-			c.early = nil
-		}
-		return n, nil
-	}
-	return c.Conn.Read(p)
-}
-
-// NetConn is the connection to the upstream.
-func (c *upgradedConn) NetConn() net.Conn { return c.Conn }
