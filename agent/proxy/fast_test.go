@@ -9,6 +9,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"errors"
 	"io"
 	"log"
 	"math/big"
@@ -446,4 +447,36 @@ func httputilChunked(t *testing.T, b []byte) []byte {
 		t.Fatalf("decoding %q...: %v", b[:min(len(b), 30)], err)
 	}
 	return out
+}
+
+// brokenListener fails every Accept with err.
+type brokenListener struct {
+	net.Listener
+	err error
+}
+
+func (l brokenListener) Accept() (net.Conn, error) { return nil, l.err }
+
+// A listener that fails for good ends net/http's server with its error,
+// as it would without the fast path; one that is closed ends it quietly.
+func TestFastListenerErrors(t *testing.T) {
+	p := newTestProxy(t, Options{})
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	broken := errors.New("listener broken")
+	hl := p.NewConnServer(ConnOptions{}).Listen(brokenListener{ln, broken}, &tls.Config{}, log.New(testWriter{t}, "", 0))
+	if _, err := hl.Accept(); !errors.Is(err, broken) {
+		t.Errorf("Accept on a broken listener: got %v; want %v", err, broken)
+	}
+	ln2, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	hl2 := p.NewConnServer(ConnOptions{}).Listen(ln2, &tls.Config{}, log.New(testWriter{t}, "", 0))
+	hl2.Close()
+	if _, err := hl2.Accept(); !errors.Is(err, net.ErrClosed) {
+		t.Errorf("Accept after Close: got %v; want net.ErrClosed", err)
+	}
 }

@@ -32,6 +32,9 @@ type httpsListener struct {
 	conns chan net.Conn
 	done  chan struct{}
 	once  sync.Once
+	// err is why accepting stopped when raw failed, for Accept; set
+	// before done is closed.
+	err error
 }
 
 // start accepts connections until the listener is closed.
@@ -46,8 +49,11 @@ func (l *httpsListener) start() {
 					return
 				default:
 				}
-				if errors.Is(err, net.ErrClosed) {
-					l.Close()
+				var ne net.Error
+				if !errors.As(err, &ne) || !ne.Temporary() { //nolint:staticcheck // as net/http's server decides
+					// The listener is broken: net/http's server returns
+					// the error, and flowgate stops.
+					l.stop(err)
 					return
 				}
 				// Out of descriptors and the like: back off as net/http's
@@ -113,19 +119,27 @@ func (l *httpsListener) Accept() (net.Conn, error) {
 	case c := <-l.conns:
 		return c, nil
 	case <-l.done:
+		if l.err != nil {
+			return nil, l.err
+		}
 		return nil, net.ErrClosed
 	}
 }
 
 // Close stops accepting. Connections being served stay open (see
 // proxy.ConnServer.Shutdown).
-func (l *httpsListener) Close() error {
-	var err error
+func (l *httpsListener) Close() error { return l.stop(nil) }
+
+// stop stops accepting; err, when not nil, is what Accept returns from
+// then on.
+func (l *httpsListener) stop(err error) error {
+	var cerr error
 	l.once.Do(func() {
+		l.err = err
 		close(l.done)
-		err = l.raw.Close()
+		cerr = l.raw.Close()
 	})
-	return err
+	return cerr
 }
 
 func (l *httpsListener) Addr() net.Addr { return l.raw.Addr() }
