@@ -58,6 +58,9 @@ func (p *PathPolicy) Blocked(rawPath string) bool {
 	if p == nil || len(p.blocked) == 0 {
 		return false
 	}
+	if plain, ok := plainPath(rawPath); ok {
+		return p.blockedFold(plain)
+	}
 	readings, ok := readPath(rawPath)
 	if !ok {
 		return true
@@ -83,6 +86,65 @@ func (p *PathPolicy) blockedNormal(n string) bool {
 		}
 	}
 	return false
+}
+
+// plainPath reports whether raw, an absolute path, normalises to itself
+// but for letter case and one trailing slash, which it returns cut off:
+// printable ASCII only, no percent sign, backslash or ";", no empty
+// segment and no dot segment. Most request paths are plain, and matching
+// them needs no normalised copy.
+func plainPath(raw string) (string, bool) {
+	if len(raw) > 1 && raw[len(raw)-1] == '/' {
+		raw = raw[:len(raw)-1]
+	}
+	if len(raw) == 0 || raw[0] != '/' {
+		return "", false
+	}
+	seg := 0 // where the current segment starts
+	for i := 1; i <= len(raw); i++ {
+		if i < len(raw) {
+			c := raw[i]
+			if c <= ' ' || c >= 0x7f || c == '%' || c == '\\' || c == ';' {
+				return "", false
+			}
+			if c != '/' {
+				continue
+			}
+		}
+		switch raw[seg+1 : i] {
+		case "", ".", "..":
+			if raw != "/" {
+				return "", false
+			}
+		}
+		seg = i
+	}
+	return raw, true
+}
+
+// blockedFold is blockedNormal for a plain path, ignoring letter case.
+func (p *PathPolicy) blockedFold(path string) bool {
+	for _, a := range p.allowed {
+		if underPrefixFold(path, a) {
+			return false
+		}
+	}
+	for _, b := range p.blocked {
+		if underPrefixFold(path, b) {
+			return true
+		}
+	}
+	return false
+}
+
+// underPrefixFold is underPrefix for a path that may hold upper-case
+// letters, against a normalised (lower-case) prefix.
+func underPrefixFold(path, prefix string) bool {
+	if prefix == "/" {
+		return true
+	}
+	return len(path) >= len(prefix) && strings.EqualFold(path[:len(prefix)], prefix) &&
+		(len(path) == len(prefix) || path[len(prefix)] == '/')
 }
 
 func underPrefix(path, prefix string) bool {

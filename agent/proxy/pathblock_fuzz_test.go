@@ -42,6 +42,15 @@ func FuzzNormalizePath(f *testing.F) {
 	policy := defaultPolicy(f)
 	f.Fuzz(func(t *testing.T, raw string) {
 		n, ok := NormalizePath(raw)
+		if plain, isPlain := plainPath(raw); isPlain {
+			// The shortcut for plain paths must agree with the full reading.
+			if !ok || strings.ToLower(plain) != n {
+				t.Fatalf("plainPath(%q) = %q, but NormalizePath gives %q, %v", raw, plain, n, ok)
+			}
+			if got, want := policy.Blocked(raw), policy.blockedNormal(n); got != want {
+				t.Fatalf("Blocked(%q) = %v on the plain-path shortcut, %v on the normalised path", raw, got, want)
+			}
+		}
 		if ok {
 			again, ok2 := NormalizePath(n)
 			if !ok2 || again != n {
