@@ -79,13 +79,16 @@ type fastConn struct {
 	br     *bufio.Reader
 	bw     *bufio.Writer
 	remote string
+	peer   tcpPeer // remote, parsed once
 
 	// ctx is every request's context; cancel ends it when the client goes
 	// away during a request, and the connection with it.
 	ctx    context.Context
 	cancel context.CancelFunc
-	// answer collects a response flowgate makes itself; one request at a
-	// time uses it.
+	// One request at a time uses these: rb holds the request, st its
+	// state, answer a response flowgate makes itself.
+	rb     *requestBuf
+	st     requestState
 	answer errorWriter
 
 	// mu orders the connection's idle state and read deadline against
@@ -106,6 +109,7 @@ type fastConn struct {
 // or an error closes it, or hands it off. It returns when either happened.
 func (s *ConnServer) serveConn(tc *tls.Conn) {
 	c := &fastConn{s: s, tc: tc, remote: tc.RemoteAddr().String(), watched: make(chan struct{}, 1)}
+	c.peer = parsePeer(c.remote)
 	if !s.track(c) {
 		tc.Close()
 		return
@@ -114,6 +118,7 @@ func (s *ConnServer) serveConn(tc *tls.Conn) {
 	ctx, cancel := context.WithCancel(context.Background())
 	c.ctx = httptrace.WithClientTrace(ctx, &httptrace.ClientTrace{Got1xxResponse: c.got1xx})
 	c.cancel = cancel
+	c.rb = newRequestBuf(c.ctx)
 	defer cancel()
 	c.br = bufio.NewReaderSize(tc, fastReadSize)
 	c.bw = bufio.NewWriterSize(tc, 4<<10)
@@ -158,7 +163,7 @@ func (c *fastConn) serve() (handedOff bool) {
 		if err != nil {
 			return false
 		}
-		r, fr, ok := parseFastRequest(head, c.remote)
+		r, fr, ok := c.rb.parse(head, c.remote)
 		if !ok {
 			return c.handoff()
 		}
@@ -167,7 +172,9 @@ func (c *fastConn) serve() (handedOff bool) {
 			return c.handoff()
 		}
 		c.br.Discard(len(head))
-		if !c.serveRequest(r, fr, hsts) || fr.close || c.ctx.Err() != nil || c.s.closing.Load() {
+		more := c.serveRequest(r, fr, hsts)
+		c.rb.release()
+		if !more || fr.close || c.ctx.Err() != nil || c.s.closing.Load() {
 			return false
 		}
 	}
@@ -251,26 +258,26 @@ func (c *fastConn) serveRequest(r *http.Request, fr fastRequest, hsts []string) 
 	p := c.s.p
 	ew := &c.answer
 	*ew = errorWriter{}
-	st := p.newState(c.ctx, ew, r)
+	st := &c.st
+	p.initState(st, c.ctx, ew, r)
 	defer p.handlerDone(st)
-	if !p.admit(st, r, fr.xff) {
+	if !p.admit(st, r, c.peer, fr.xff) {
 		return c.writeAnswer(st, ew, hsts, fr.close)
 	}
 	st.setForwarded(r.Header, r.Host, st.opts)
-	req := r.WithContext(st)
 	c.startWatch()
-	resp, err := roundTripper{p}.RoundTrip(req)
+	resp, err := roundTripper{p}.roundTrip(st, r)
 	c.stopWatch()
 	if err != nil {
 		if c.ctx.Err() != nil {
 			return false // the client went away
 		}
-		p.errorHandlerWith(&st.rec, req, err, st.opts)
+		p.errorHandlerWith(&st.rec, r, st, err, st.opts)
 		return c.writeAnswer(st, ew, hsts, fr.close)
 	}
 	defer resp.Body.Close()
 	st.setStickyCookie(resp.Header)
-	return c.writeResponse(st, req, resp, hsts, fr.close)
+	return c.writeResponse(st, r, resp, hsts, fr.close)
 }
 
 // writeResponse sends the upstream's response to the client: its head

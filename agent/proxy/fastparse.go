@@ -1,10 +1,11 @@
 package proxy
 
 import (
-	"bytes"
+	"context"
 	"net/http"
 	"net/textproto"
 	"net/url"
+	"strings"
 )
 
 // The fast path (fast.go) serves the common HTTP/1.1 request itself: a GET
@@ -28,36 +29,83 @@ type fastRequest struct {
 	close bool
 }
 
+// requestBuf is what a fast-path connection reuses from one request to
+// the next, so that a request costs one allocation for its head's text and
+// one for its URL: the request, its header map and the slices of its field
+// values. Nothing may keep the request, its header or its values past the
+// request's end (release).
+type requestBuf struct {
+	base   http.Request // a zero request but for its context
+	req    http.Request
+	url    url.URL
+	header http.Header
+	values []string
+	xff    []string
+}
+
+// newRequestBuf returns a requestBuf whose requests carry ctx.
+func newRequestBuf(ctx context.Context) *requestBuf {
+	b := &requestBuf{header: make(http.Header, 8)}
+	b.base = *new(http.Request).WithContext(ctx)
+	return b
+}
+
+// release drops the references the last request left, so that an idle
+// connection keeps no request text alive.
+func (b *requestBuf) release() {
+	clear(b.header)
+	clear(b.values[:cap(b.values)])
+	clear(b.xff[:cap(b.xff)])
+	b.req = http.Request{}
+	b.url = url.URL{}
+}
+
 // parseFastRequest parses head, a request head ending in an empty line,
 // into a request whose Header holds what is to be forwarded: the client's
 // fields less the hop-by-hop ones and the forwarding fields flowgate sets
 // itself. ok is false when the request is not for the fast path.
 func parseFastRequest(head []byte, remoteAddr string) (r *http.Request, fr fastRequest, ok bool) {
-	line, rest, ok := cutLine(head)
+	return newRequestBuf(context.Background()).parse(head, remoteAddr)
+}
+
+// parse is parseFastRequest into b: the request it returns is b's, valid
+// until release or the next parse.
+func (b *requestBuf) parse(head []byte, remoteAddr string) (r *http.Request, fr fastRequest, ok bool) {
+	// One string holds the whole head: the target, the host and every
+	// field value are pieces of it.
+	text := string(head)
+	line, rest, ok := cutLine(text)
 	if !ok {
 		return nil, fr, false
 	}
-	method, target, proto, ok := splitRequestLine(line)
+	method, target, ok := splitRequestLine(line)
 	if !ok {
 		return nil, fr, false
 	}
-	u, err := url.ParseRequestURI(target)
-	if err != nil {
-		return nil, fr, false
+	u := &b.url
+	if !parsePlainTarget(u, target) {
+		parsed, err := url.ParseRequestURI(target)
+		if err != nil {
+			return nil, fr, false
+		}
+		u = parsed
 	}
-	r = &http.Request{
-		Method:     method,
-		URL:        u,
-		Proto:      proto,
-		ProtoMajor: 1,
-		ProtoMinor: 1,
-		// Room for what most clients send plus the forwarding fields
-		// without growing; a larger hint costs more than it saves.
-		Header:     make(http.Header, 8),
-		Body:       http.NoBody,
-		RemoteAddr: remoteAddr,
-		RequestURI: target,
+	clear(b.header)
+	r = &b.req
+	*r = b.base
+	r.Method = method
+	r.URL = u
+	r.Proto = "HTTP/1.1"
+	r.ProtoMajor, r.ProtoMinor = 1, 1
+	r.Header = b.header
+	r.Body = http.NoBody
+	r.RemoteAddr = remoteAddr
+	r.RequestURI = target
+	if n := strings.Count(rest, "\n"); cap(b.values) < n {
+		b.values = make([]string, 0, n)
 	}
+	values := b.values[:0]
+	fr.xff = b.xff[:0]
 	hosts := 0
 	for {
 		line, rest, ok = cutLine(rest)
@@ -67,30 +115,30 @@ func parseFastRequest(head []byte, remoteAddr string) (r *http.Request, fr fastR
 		if len(line) == 0 {
 			break
 		}
-		colon := bytes.IndexByte(line, ':')
-		if colon <= 0 || !validFieldName(line[:colon]) {
+		name, value, found := strings.Cut(line, ":")
+		if !found || !validFieldName(name) {
 			return nil, fr, false // also an obs-fold: it starts with a space
 		}
-		value := trimOWS(line[colon+1:])
+		value = trimOWS(value)
 		if !validFieldValue(value) {
 			return nil, fr, false
 		}
-		key := canonicalKey(line[:colon])
+		key := canonicalKey(name)
 		switch key {
 		case "Host":
 			hosts++
 			if hosts > 1 || !validHost(value) {
 				return nil, fr, false
 			}
-			r.Host = string(value)
+			r.Host = value
 			continue
 		case "Connection":
 			// keep-alive and close only: any other token names a hop-by-hop
 			// header or asks for an upgrade.
-			for t := range bytes.SplitSeq(value, []byte(",")) {
+			for t := range strings.SplitSeq(value, ",") {
 				switch t = trimOWS(t); {
-				case len(t) == 0, bytes.EqualFold(t, []byte("keep-alive")):
-				case bytes.EqualFold(t, []byte("close")):
+				case len(t) == 0, strings.EqualFold(t, "keep-alive"):
+				case strings.EqualFold(t, "close"):
 					fr.close = true
 				default:
 					return nil, fr, false
@@ -100,15 +148,22 @@ func parseFastRequest(head []byte, remoteAddr string) (r *http.Request, fr fastR
 		case "Content-Length", "Transfer-Encoding", "Expect", "Upgrade", "Te", "Trailer", "Http2-Settings":
 			return nil, fr, false
 		case "X-Forwarded-For":
-			fr.xff = append(fr.xff, string(value))
+			fr.xff = append(fr.xff, value)
 			continue
 		case "Keep-Alive", "Proxy-Connection", "Proxy-Authenticate", "Proxy-Authorization",
 			"Forwarded", "X-Forwarded-Host", "X-Forwarded-Proto", "X-Forwarded-Port", "X-Real-Ip":
 			// Hop-by-hop, or set by flowgate from what it knows itself.
 			continue
 		}
-		r.Header[key] = append(r.Header[key], string(value))
+		if vv, ok := r.Header[key]; ok {
+			r.Header[key] = append(vv, value)
+			continue
+		}
+		// A one-value slice of values, capped so that an append copies.
+		values = append(values, value)
+		r.Header[key] = values[len(values)-1 : len(values) : len(values)]
 	}
+	b.values, b.xff = values, fr.xff
 	if hosts != 1 || len(rest) != 0 {
 		return nil, fr, false
 	}
@@ -120,49 +175,73 @@ func parseFastRequest(head []byte, remoteAddr string) (r *http.Request, fr fastR
 	return r, fr, true
 }
 
+// parsePlainTarget reads an origin-form target made of the characters a
+// URL path keeps unescaped, and any query, into u, as url.ParseRequestURI
+// would; false for anything else, which url.ParseRequestURI then reads.
+func parsePlainTarget(u *url.URL, target string) bool {
+	path, query, hasQuery := strings.Cut(target, "?")
+	if len(path) == 0 || path[0] != '/' {
+		return false
+	}
+	for i := 0; i < len(path); i++ {
+		switch c := path[i]; {
+		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9':
+		case c == '/', c == '-', c == '_', c == '.', c == '~',
+			c == '$', c == '&', c == '+', c == ',', c == ':', c == ';', c == '=', c == '@':
+		default:
+			return false
+		}
+	}
+	if hasQuery && strings.Contains(query, "?") && query[len(query)-1] == '?' {
+		return false // url.ParseRequestURI splits this one otherwise
+	}
+	*u = url.URL{Path: path, RawQuery: query, ForceQuery: hasQuery && query == ""}
+	return true
+}
+
 // emptyValue is a field with an empty value, which Request.Write leaves
 // out. It is shared: nothing may append to it.
 var emptyValue = []string{""}
 
 // cutLine cuts a CRLF-terminated line off b. A bare LF or CR declines the
 // request.
-func cutLine(b []byte) (line, rest []byte, ok bool) {
-	i := bytes.IndexByte(b, '\n')
+func cutLine(b string) (line, rest string, ok bool) {
+	i := strings.IndexByte(b, '\n')
 	if i < 1 || b[i-1] != '\r' {
-		return nil, nil, false
+		return "", "", false
 	}
 	line = b[:i-1]
-	if bytes.IndexByte(line, '\r') >= 0 {
-		return nil, nil, false
+	if strings.IndexByte(line, '\r') >= 0 {
+		return "", "", false
 	}
 	return line, b[i+1:], true
 }
 
 // splitRequestLine splits "GET /path HTTP/1.1". Only GET and HEAD in
 // origin form over HTTP/1.1 are for the fast path.
-func splitRequestLine(line []byte) (method, target, proto string, ok bool) {
-	m, rest, ok1 := bytes.Cut(line, []byte(" "))
-	t, p, ok2 := bytes.Cut(rest, []byte(" "))
-	if !ok1 || !ok2 || string(p) != "HTTP/1.1" {
-		return "", "", "", false
+func splitRequestLine(line string) (method, target string, ok bool) {
+	m, rest, ok1 := strings.Cut(line, " ")
+	t, p, ok2 := strings.Cut(rest, " ")
+	if !ok1 || !ok2 || p != "HTTP/1.1" {
+		return "", "", false
 	}
-	switch string(m) {
+	switch m {
 	case http.MethodGet:
 		method = http.MethodGet
 	case http.MethodHead:
 		method = http.MethodHead
 	default:
-		return "", "", "", false
+		return "", "", false
 	}
 	if len(t) == 0 || t[0] != '/' {
-		return "", "", "", false
+		return "", "", false
 	}
-	for _, c := range t {
-		if c <= ' ' || c >= 0x7f {
-			return "", "", "", false
+	for i := 0; i < len(t); i++ {
+		if c := t[i]; c <= ' ' || c >= 0x7f {
+			return "", "", false
 		}
 	}
-	return method, string(t), "HTTP/1.1", true
+	return method, t, true
 }
 
 // validFieldName reports whether b is an RFC 9110 token.
@@ -189,9 +268,9 @@ func isTokenChar(c byte) bool {
 
 // validFieldValue allows visible characters, spaces, tabs and obs-text;
 // no other control character.
-func validFieldValue(b []byte) bool {
-	for _, c := range b {
-		if c < ' ' && c != '\t' || c == 0x7f {
+func validFieldValue(b string) bool {
+	for i := 0; i < len(b); i++ {
+		if c := b[i]; c < ' ' && c != '\t' || c == 0x7f {
 			return false
 		}
 	}
@@ -201,7 +280,7 @@ func validFieldValue(b []byte) bool {
 // validHost allows a host name, an IPv4 address or a bracketed IPv6
 // address, with an optional port: letters, digits and ".-_:[]". Anything
 // else (net/http answers some of it with 400) is declined.
-func validHost(b []byte) bool {
+func validHost(b string) bool {
 	if len(b) == 0 {
 		return false
 	}
@@ -216,7 +295,7 @@ func validHost(b []byte) bool {
 	return true
 }
 
-func trimOWS(b []byte) []byte {
+func trimOWS(b string) string {
 	for len(b) > 0 && (b[0] == ' ' || b[0] == '\t') {
 		b = b[1:]
 	}
@@ -227,11 +306,12 @@ func trimOWS(b []byte) []byte {
 }
 
 // canonicalKey is textproto.CanonicalMIMEHeaderKey without an allocation
-// for the fields browsers send.
-func canonicalKey(name []byte) string {
+// for the fields browsers send, or a name already in canonical form.
+func canonicalKey(name string) string {
 	if len(name) <= 32 {
 		var lower [32]byte
-		for i, c := range name {
+		for i := 0; i < len(name); i++ {
+			c := name[i]
 			if c >= 'A' && c <= 'Z' {
 				c += 'a' - 'A'
 			}
@@ -241,7 +321,7 @@ func canonicalKey(name []byte) string {
 			return k
 		}
 	}
-	return textproto.CanonicalMIMEHeaderKey(string(name))
+	return textproto.CanonicalMIMEHeaderKey(name)
 }
 
 var commonKeys = func() map[string]string {

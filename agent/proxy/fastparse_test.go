@@ -109,6 +109,13 @@ func FuzzParseFastRequest(f *testing.F) {
 		"GET /a?b=c HTTP/1.1\r\nHost: a:1\r\nCookie: x=y\r\nX-Forwarded-For: 1.2.3.4\r\n\r\n",
 		"HEAD /%41 HTTP/1.1\r\nHost: [::1]\r\nConnection: close\r\n\r\n",
 		"GET //x HTTP/1.1\r\nHost: a\r\nAccept: a\r\naccept: b\r\n\r\n",
+		"GET /a:b;c=d/e@f$g&h+i,j~k?q HTTP/1.1\r\nHost: a\r\n\r\n",
+		"GET /a? HTTP/1.1\r\nHost: a\r\n\r\n",
+		"GET /a?b? HTTP/1.1\r\nHost: a\r\n\r\n",
+		"GET /a??b HTTP/1.1\r\nHost: a\r\n\r\n",
+		"GET /a!b HTTP/1.1\r\nHost: a\r\n\r\n",
+		"GET /a(b)*c HTTP/1.1\r\nHost: a\r\n\r\n",
+		"GET /{x}|\"y\" HTTP/1.1\r\nHost: a\r\n\r\n",
 	} {
 		f.Add([]byte(s))
 	}
@@ -122,7 +129,7 @@ func FuzzParseFastRequest(f *testing.F) {
 			t.Fatalf("fast path took %q, which net/http refuses: %v", head, err)
 		}
 		if ref.Method != r.Method || ref.RequestURI != r.RequestURI || ref.Host != r.Host ||
-			ref.URL.String() != r.URL.String() || ref.ContentLength != 0 || len(ref.TransferEncoding) != 0 || ref.Close != fr.close {
+			!reflect.DeepEqual(*ref.URL, *r.URL) || ref.ContentLength != 0 || len(ref.TransferEncoding) != 0 || ref.Close != fr.close {
 			t.Fatalf("%q: fast path read %s %q host %q close %v; net/http %s %q host %q close %v",
 				head, r.Method, r.RequestURI, r.Host, fr.close, ref.Method, ref.RequestURI, ref.Host, ref.Close)
 		}
@@ -149,4 +156,35 @@ func FuzzParseFastRequest(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestRequestBufReuse parses requests one after another into one buffer,
+// as a connection does: each request has its own fields only, and a
+// plain request costs its head's text and nothing else.
+func TestRequestBufReuse(t *testing.T) {
+	b := newRequestBuf(t.Context())
+	first := "GET /a?x=1 HTTP/1.1\r\nHost: a\r\nUser-Agent: ua\r\nAccept: */*\r\nCookie: c=1\r\nX-Forwarded-For: 10.0.0.1\r\n\r\n"
+	r, fr, ok := b.parse([]byte(first), "192.0.2.1:1")
+	if !ok || r.Context() != t.Context() || len(r.Header) != 3 || !slices.Equal(fr.xff, []string{"10.0.0.1"}) {
+		t.Fatalf("first request: ok %v, header %v, xff %q", ok, r.Header, fr.xff)
+	}
+	r.Header["Cookie"] = append(r.Header["Cookie"], "appended") // must not write into the next value
+	b.release()
+	r, fr, ok = b.parse([]byte("HEAD /b HTTP/1.1\r\nHost: b\r\nCookie: c=2\r\nX-Z: z\r\n\r\n"), "192.0.2.1:1")
+	want := http.Header{"Cookie": {"c=2"}, "X-Z": {"z"}, "User-Agent": {""}}
+	if !ok || r.Method != "HEAD" || r.URL.Path != "/b" || r.URL.RawQuery != "" || r.Host != "b" ||
+		!reflect.DeepEqual(r.Header, want) || len(fr.xff) != 0 || r.Context() != t.Context() {
+		t.Fatalf("second request: ok %v %s %v host %q header %v xff %q", ok, r.Method, r.URL, r.Host, r.Header, fr.xff)
+	}
+	b.release()
+	head := []byte(first)
+	allocs := testing.AllocsPerRun(100, func() {
+		if _, _, ok := b.parse(head, "192.0.2.1:1"); !ok {
+			t.Fatal("declined")
+		}
+		b.release()
+	})
+	if allocs > 1 {
+		t.Errorf("a plain request costs %.0f allocations; want 1 (its head's text)", allocs)
+	}
 }

@@ -6,6 +6,7 @@ import (
 	"io"
 	"net/http"
 	"strconv"
+	"strings"
 )
 
 // parseSimpleResponse reads the head of the most common upstream response
@@ -23,19 +24,28 @@ func parseSimpleResponse(br *bufio.Reader, req *http.Request) (resp *http.Respon
 	if !ok {
 		return nil, false
 	}
-	line, rest, ok := cutLine(head)
-	if !ok || len(line) < 12 || string(line[:9]) != "HTTP/1.1 " || (len(line) > 12 && line[12] != ' ') {
+	// Decline a response in one of the cases above before copying its head.
+	if len(head) < 12 || string(head[:9]) != "HTTP/1.1 " {
 		return nil, false
 	}
-	code, err := strconv.Atoi(string(line[9:12]))
+	// One string holds the whole head: the status and every field value
+	// are pieces of it, and their slices share one array.
+	text := string(head)
+	line, rest, ok := cutLine(text)
+	if !ok || len(line) < 12 || (len(line) > 12 && line[12] != ' ') {
+		return nil, false
+	}
+	code, err := strconv.Atoi(line[9:12])
 	if err != nil || code < 200 || code > 999 || code == http.StatusNoContent || code == http.StatusNotModified {
 		return nil, false
 	}
 	if !validFieldValue(line[12:]) {
 		return nil, false
 	}
-	resp = &http.Response{
-		Status:     string(line[9:]),
+	sr := &simpleResponse{}
+	resp = &sr.resp
+	*resp = http.Response{
+		Status:     line[9:],
 		StatusCode: code,
 		Proto:      "HTTP/1.1",
 		ProtoMajor: 1,
@@ -43,6 +53,7 @@ func parseSimpleResponse(br *bufio.Reader, req *http.Request) (resp *http.Respon
 		Header:     make(http.Header, 8),
 		Request:    req,
 	}
+	values := make([]string, 0, strings.Count(rest, "\n"))
 	length := int64(-1)
 	for {
 		line, rest, ok = cutLine(rest)
@@ -52,21 +63,21 @@ func parseSimpleResponse(br *bufio.Reader, req *http.Request) (resp *http.Respon
 		if len(line) == 0 {
 			break
 		}
-		colon := bytes.IndexByte(line, ':')
-		if colon <= 0 || !validFieldName(line[:colon]) {
+		name, value, found := strings.Cut(line, ":")
+		if !found || !validFieldName(name) {
 			return nil, false
 		}
-		value := trimOWS(line[colon+1:])
+		value = trimOWS(value)
 		if !validFieldValue(value) {
 			return nil, false
 		}
-		key := canonicalKey(line[:colon])
+		key := canonicalKey(name)
 		switch key {
 		case "Content-Length":
 			if length >= 0 {
 				return nil, false // net/http decides on repeated lengths
 			}
-			n, err := strconv.ParseUint(string(value), 10, 63)
+			n, err := strconv.ParseUint(value, 10, 63)
 			if err != nil {
 				return nil, false
 			}
@@ -74,11 +85,16 @@ func parseSimpleResponse(br *bufio.Reader, req *http.Request) (resp *http.Respon
 		case "Transfer-Encoding", "Trailer":
 			return nil, false
 		case "Connection":
-			if hasToken([]string{string(value)}, "close") {
+			if hasToken([]string{value}, "close") {
 				resp.Close = true
 			}
 		}
-		resp.Header[key] = append(resp.Header[key], string(value))
+		if vv, ok := resp.Header[key]; ok {
+			resp.Header[key] = append(vv, value)
+			continue
+		}
+		values = append(values, value)
+		resp.Header[key] = values[len(values)-1 : len(values) : len(values)]
 	}
 	if length < 0 {
 		return nil, false
@@ -91,9 +107,16 @@ func parseSimpleResponse(br *bufio.Reader, req *http.Request) (resp *http.Respon
 	if length == 0 {
 		resp.Body = http.NoBody
 	} else {
-		resp.Body = &lengthBody{br: br, n: length}
+		sr.body = lengthBody{br: br, n: length}
+		resp.Body = &sr.body
 	}
 	return resp, true
+}
+
+// simpleResponse is a response and its body in one allocation.
+type simpleResponse struct {
+	resp http.Response
+	body lengthBody
 }
 
 // peekHead returns the buffered bytes up to and including the empty line

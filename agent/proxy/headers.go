@@ -49,19 +49,38 @@ func peerAddr(remoteAddr string) (netip.Addr, bool) {
 	return ap.Addr().Unmap().WithZone(""), true
 }
 
+// tcpPeer is a client connection's TCP peer: its address, and that
+// address as text. A connection parses it once for all its requests.
+type tcpPeer struct {
+	addr netip.Addr
+	host string
+	ok   bool // addr is set; otherwise host is what remoteAddr holds
+}
+
+func parsePeer(remoteAddr string) tcpPeer {
+	addr, ok := peerAddr(remoteAddr)
+	if !ok {
+		host, _, _ := net.SplitHostPort(remoteAddr)
+		return tcpPeer{host: host}
+	}
+	return tcpPeer{addr: addr, host: addr.String(), ok: true}
+}
+
 // chainFor computes the X-Forwarded-For chain to send upstream and the
 // client's address, from the TCP peer and the X-Forwarded-For values it
 // sent. The client's own chain is kept only when the TCP peer is
 // a trusted proxy; the client address is then the right-most address of the
 // chain that is not itself trusted (NGINX's real_ip_recursive).
 func (t TrustedProxies) chainFor(remoteAddr string, xff []string) (chain, client string) {
-	peer, ok := peerAddr(remoteAddr)
-	if !ok {
-		host, _, _ := net.SplitHostPort(remoteAddr)
-		return host, host
+	return t.chainForPeer(parsePeer(remoteAddr), xff)
+}
+
+func (t TrustedProxies) chainForPeer(peer tcpPeer, xff []string) (chain, client string) {
+	if !peer.ok {
+		return peer.host, peer.host
 	}
-	peerStr := peer.String()
-	if len(t) == 0 || !t.Contains(peer) {
+	peerStr := peer.host
+	if len(t) == 0 || !t.Contains(peer.addr) {
 		return peerStr, peerStr
 	}
 	var hops []string

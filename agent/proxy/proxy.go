@@ -469,7 +469,7 @@ func stateFrom(ctx context.Context) *requestState {
 func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	st := p.newState(r.Context(), w, r)
 	defer p.handlerDone(st)
-	if !p.admit(st, r, r.Header["X-Forwarded-For"]) {
+	if !p.admit(st, r, parsePeer(r.RemoteAddr), r.Header["X-Forwarded-For"]) {
 		return
 	}
 	if r.Body != nil && r.Body != http.NoBody {
@@ -484,27 +484,34 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // newState starts a request: its state, answering through w, counted in
 // flight until handlerDone.
 func (p *Proxy) newState(ctx context.Context, w http.ResponseWriter, r *http.Request) *requestState {
+	st := new(requestState)
+	p.initState(st, ctx, w, r)
+	return st
+}
+
+// initState is newState in st, which a connection reuses from request to
+// request once nothing refers to the last request's state.
+func (p *Proxy) initState(st *requestState, ctx context.Context, w http.ResponseWriter, r *http.Request) {
 	o := p.options()
-	st := &requestState{Context: ctx, opts: o, start: p.now(),
+	*st = requestState{Context: ctx, opts: o, start: p.now(),
 		method: r.Method, host: r.Host, path: r.URL.Path, proto: r.Proto}
 	st.tried = st.triedBuf[:0]
 	st.rec.ResponseWriter = w
 	if m := o.Metrics; m != nil {
 		m.inflight.Inc()
 	}
-	return st
 }
 
 // admit applies the request policies (rate limit, path policy, body size,
 // WebSocket limit) and notes the client, from the TCP peer and the
 // X-Forwarded-For values xff it sent, and its sticky cookie. It answers a
 // refused request itself and reports false.
-func (p *Proxy) admit(st *requestState, r *http.Request, xff []string) bool {
+func (p *Proxy) admit(st *requestState, r *http.Request, peer tcpPeer, xff []string) bool {
 	o := st.opts
 	rec := &st.rec
 	// The client address first: access logs and the rate limit need it for
 	// requests refused below too.
-	st.chain, st.clientIP = o.TrustedProxies.chainFor(r.RemoteAddr, xff)
+	st.chain, st.clientIP = o.TrustedProxies.chainForPeer(peer, xff)
 	if o.RateLimit != nil {
 		if ok, wait := o.RateLimit.Allow(st.clientIP); !ok {
 			rec.Header().Set("Retry-After", strconv.Itoa(int((wait+time.Second-1)/time.Second)))
@@ -516,7 +523,7 @@ func (p *Proxy) admit(st *requestState, r *http.Request, xff []string) bool {
 		writeError(rec, http.StatusForbidden, "forbidden by flowgate path policy\n")
 		return false
 	}
-	if o.MaxBodyBytes > 0 {
+	if o.MaxBodyBytes > 0 && r.Body != nil && r.Body != http.NoBody {
 		if r.ContentLength > o.MaxBodyBytes {
 			writeError(rec, http.StatusRequestEntityTooLarge, "request body too large\n")
 			return false
@@ -525,7 +532,7 @@ func (p *Proxy) admit(st *requestState, r *http.Request, xff []string) bool {
 	}
 	st.websocket = filterUpgrade(r.Header)
 	if st.websocket && o.MaxWebSockets > 0 && p.websockets.Load() >= int64(o.MaxWebSockets) {
-		p.errorHandlerWith(rec, r, errWebSocketLimit, o)
+		p.errorHandlerWith(rec, r, st, errWebSocketLimit, o)
 		return false
 	}
 	if o.StickyCookie != "" {
@@ -631,9 +638,13 @@ func (st *requestState) setStickyCookie(h http.Header) {
 type roundTripper struct{ p *Proxy }
 
 func (rt roundTripper) RoundTrip(req *http.Request) (*http.Response, error) {
+	return rt.roundTrip(stateFrom(req.Context()), req)
+}
+
+// roundTrip is RoundTrip for the request whose state is st.
+func (rt roundTripper) roundTrip(st *requestState, req *http.Request) (*http.Response, error) {
 	p := rt.p
 	o := p.options()
-	st := stateFrom(req.Context())
 	set := p.set.Load()
 	var lastErr error
 	connectFailures := 0
@@ -837,16 +848,16 @@ func (p *Proxy) errorHandler(w http.ResponseWriter, r *http.Request, err error) 
 	if err == errTunnelStarted {
 		return // modifyResponse took the connection over; nothing to answer
 	}
-	p.errorHandlerWith(w, r, err, p.options())
+	p.errorHandlerWith(w, r, stateFrom(r.Context()), err, p.options())
 }
 
-// errorHandlerWith answers a failed request. The client learns the class of
-// failure, never an internal address or a Go error text.
-func (p *Proxy) errorHandlerWith(w http.ResponseWriter, r *http.Request, err error, o *Options) {
+// errorHandlerWith answers a failed request, whose state is st (nil if
+// unknown). The client learns the class of failure, never an internal
+// address or a Go error text.
+func (p *Proxy) errorHandlerWith(w http.ResponseWriter, r *http.Request, st *requestState, err error, o *Options) {
 	if r.Context().Err() != nil {
 		return // the client is gone; nobody to answer
 	}
-	st := stateFrom(r.Context())
 	upstreamName := ""
 	if st != nil && st.upstream != nil {
 		upstreamName = st.upstream.key
