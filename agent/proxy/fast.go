@@ -116,7 +116,7 @@ func (s *ConnServer) serveConn(tc *tls.Conn) {
 	}
 	defer s.untrack(c)
 	ctx, cancel := context.WithCancel(context.Background())
-	c.ctx = httptrace.WithClientTrace(ctx, &httptrace.ClientTrace{Got1xxResponse: c.got1xx})
+	c.ctx = httptrace.WithClientTrace(withAbortWatch(ctx), &httptrace.ClientTrace{Got1xxResponse: c.got1xx})
 	c.cancel = cancel
 	c.rb = newRequestBuf(c.ctx)
 	defer cancel()

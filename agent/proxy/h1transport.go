@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"net/http/httptrace"
 	"net/textproto"
+	"net/url"
 	"strings"
 	"sync"
 	"syscall"
@@ -273,6 +274,12 @@ type h1Conn struct {
 	idleSince time.Time
 	abortFn   func() // c.abort, made once
 
+	// The watch on the request's context that aborts the connection when
+	// the context ends: a fast-path connection's (watch), or one
+	// context.AfterFunc per request (stopAfter).
+	watch     *abortWatch
+	stopAfter func() bool
+
 	// Per request.
 	ctx       context.Context // the request's; its end expires the deadlines
 	got       int64           // bytes read since the request was written
@@ -317,9 +324,9 @@ func (c *h1Conn) abort() { c.nc.SetDeadline(aLongTimeAgo) }
 // connection belongs to the response body until it is closed.
 func (c *h1Conn) roundTrip(req *http.Request) (*http.Response, error) {
 	ctx := req.Context()
-	stop := context.AfterFunc(ctx, c.abortFn)
+	c.startWatch(ctx)
 	fail := func(err error) (*http.Response, error) {
-		stop()
+		c.stopWatch()
 		c.releaseReader()
 		c.nc.Close()
 		if ctx.Err() != nil {
@@ -363,10 +370,10 @@ func (c *h1Conn) roundTrip(req *http.Request) (*http.Response, error) {
 	}
 	keep := !resp.Close
 	if resp.Body == http.NoBody {
-		c.done(stop, keep)
+		c.done(keep)
 		return resp, nil
 	}
-	resp.Body = &h1Body{c: c, body: resp.Body, stop: stop, keep: keep}
+	resp.Body = &h1Body{c: c, body: resp.Body, keep: keep}
 	return resp, nil
 }
 
@@ -386,7 +393,7 @@ func writeRequest(bw *bufio.Writer, req *http.Request) error {
 	}
 	bw.WriteString(req.Method)
 	bw.WriteByte(' ')
-	bw.WriteString(req.URL.RequestURI())
+	writeRequestURI(bw, req.URL)
 	bw.WriteString(" HTTP/1.1\r\nHost: ")
 	bw.WriteString(host)
 	bw.WriteString("\r\n")
@@ -413,6 +420,23 @@ func writeRequest(bw *bufio.Writer, req *http.Request) error {
 	}
 	_, err := bw.WriteString("\r\n")
 	return err
+}
+
+// writeRequestURI writes u.RequestURI() without building it.
+func writeRequestURI(bw *bufio.Writer, u *url.URL) {
+	if u.Opaque != "" {
+		bw.WriteString(u.RequestURI())
+		return
+	}
+	path := u.EscapedPath()
+	if path == "" {
+		path = "/"
+	}
+	bw.WriteString(path)
+	if u.ForceQuery || u.RawQuery != "" {
+		bw.WriteByte('?')
+		bw.WriteString(u.RawQuery)
+	}
 }
 
 // validHostHeader reports whether h may be sent as a Host field: RFC
@@ -479,17 +503,87 @@ func (c *h1Conn) headDeadline() time.Time {
 
 // done ends a request: the connection goes back to the pool when the
 // response allowed it and the client's context watch never fired.
-func (c *h1Conn) done(stop func() bool, keep bool) {
+func (c *h1Conn) done(keep bool) {
 	c.ctx = nil
 	// Bytes past the end of the response would be read as the next
 	// response: an upstream that sends them loses the connection.
 	excess := c.br.Buffered() > 0
 	c.releaseReader()
-	if !stop() || !keep || excess {
+	if !c.stopWatch() || !keep || excess {
 		c.nc.Close()
 		return
 	}
 	c.t.put(c)
+}
+
+// startWatch arms the abort of the connection for when ctx ends.
+func (c *h1Conn) startWatch(ctx context.Context) {
+	if w, ok := ctx.Value(abortWatchKey{}).(*abortWatch); ok {
+		c.watch = w
+		w.start(c)
+		return
+	}
+	c.stopAfter = context.AfterFunc(ctx, c.abortFn)
+}
+
+// stopWatch disarms it. It reports false when the context ended first:
+// the connection may have been aborted.
+func (c *h1Conn) stopWatch() bool {
+	if w := c.watch; w != nil {
+		c.watch = nil
+		return w.stop()
+	}
+	stop := c.stopAfter
+	c.stopAfter = nil
+	return stop()
+}
+
+// An abortWatch aborts the upstream connection that a client
+// connection's current request uses when the client connection's context
+// ends. A fast-path connection puts one in its context (withAbortWatch):
+// one context.AfterFunc for the connection's life instead of one per
+// request, which costs allocations and the context's lock twice.
+type abortWatch struct {
+	mu    sync.Mutex
+	cur   *h1Conn
+	fired bool
+}
+
+type abortWatchKey struct{}
+
+// withAbortWatch returns ctx with an abortWatch for the requests that carry
+// it, one at a time.
+func withAbortWatch(ctx context.Context) context.Context {
+	w := new(abortWatch)
+	context.AfterFunc(ctx, w.fire)
+	return context.WithValue(ctx, abortWatchKey{}, w)
+}
+
+func (w *abortWatch) fire() {
+	w.mu.Lock()
+	w.fired = true
+	if w.cur != nil {
+		w.cur.abort()
+	}
+	w.mu.Unlock()
+}
+
+func (w *abortWatch) start(c *h1Conn) {
+	w.mu.Lock()
+	w.cur = c
+	if w.fired {
+		c.abort()
+	}
+	w.mu.Unlock()
+}
+
+// stop reports false when the context ended while c was watched.
+func (w *abortWatch) stop() bool {
+	w.mu.Lock()
+	w.cur = nil
+	ok := !w.fired
+	w.mu.Unlock()
+	return ok
 }
 
 // The buffers a connection reads and writes with are taken from pools for
@@ -512,7 +606,6 @@ func (c *h1Conn) releaseReader() {
 type h1Body struct {
 	c      *h1Conn
 	body   io.ReadCloser
-	stop   func() bool
 	keep   bool
 	eof    bool
 	closed bool
@@ -534,6 +627,6 @@ func (b *h1Body) Close() error {
 		return nil
 	}
 	b.closed = true
-	b.c.done(b.stop, b.keep && b.eof)
+	b.c.done(b.keep && b.eof)
 	return nil
 }

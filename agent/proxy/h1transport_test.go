@@ -11,6 +11,7 @@ import (
 	"net/http/httptest"
 	"net/http/httptrace"
 	"net/textproto"
+	"net/url"
 	"reflect"
 	"runtime"
 	"strings"
@@ -407,5 +408,25 @@ func TestWriteRequest(t *testing.T) {
 	req.Host = "evil.example/\r\nX: y"
 	if err := writeRequest(bufio.NewWriter(io.Discard), req); err == nil {
 		t.Error("a Host with CR LF was written")
+	}
+}
+
+func TestWriteRequestURI(t *testing.T) {
+	urls := []*url.URL{{}, {Path: "/a b", ForceQuery: true}, {RawQuery: "q"}, {Scheme: "http", Opaque: "//h/p", RawQuery: "x"}}
+	for _, raw := range []string{"/", "/a/b", "/a/b?x=1", "/a?", "/a%2Fb?q=%20", "/caf%C3%A9", "//x", "/a!b"} {
+		u, err := url.ParseRequestURI(raw)
+		if err != nil {
+			t.Fatal(err)
+		}
+		urls = append(urls, u)
+	}
+	for _, u := range urls {
+		var b strings.Builder
+		bw := bufio.NewWriter(&b)
+		writeRequestURI(bw, u)
+		bw.Flush()
+		if got, want := b.String(), u.RequestURI(); got != want {
+			t.Errorf("writeRequestURI(%#v) = %q; want %q", u, got, want)
+		}
 	}
 }
