@@ -173,7 +173,10 @@ func (c *fastConn) serve() (handedOff bool) {
 		}
 		c.br.Discard(len(head))
 		more := c.serveRequest(r, fr, hsts)
+		// An idle connection keeps nothing of its last request alive.
 		c.rb.release()
+		c.st = requestState{}
+		c.answer = errorWriter{}
 		if !more || fr.close || c.ctx.Err() != nil || c.s.closing.Load() {
 			return false
 		}
@@ -257,7 +260,6 @@ func (c *prefixConn) NetConn() net.Conn {
 func (c *fastConn) serveRequest(r *http.Request, fr fastRequest, hsts []string) bool {
 	p := c.s.p
 	ew := &c.answer
-	*ew = errorWriter{}
 	st := &c.st
 	p.initState(st, c.ctx, ew, r)
 	defer p.handlerDone(st)
