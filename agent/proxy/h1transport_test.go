@@ -430,3 +430,42 @@ func TestWriteRequestURI(t *testing.T) {
 		}
 	}
 }
+
+// TestH1CarriesHTTP2Requests: a GET over HTTP/2, whose request always has
+// a body reader, is still a bodyless request and takes the HTTP/1.1
+// transport; a POST over HTTP/2 keeps its body.
+func TestH1CarriesHTTP2Requests(t *testing.T) {
+	s := newScriptedUpstream(t, func(_, _ int, req *http.Request, w io.Writer) bool {
+		io.WriteString(w, okReply(req.Method+" "+req.Header.Get("Content-Length")))
+		return true
+	})
+	p := newTestProxy(t, Options{}, s.upstream())
+	srv := httptest.NewUnstartedServer(p)
+	srv.EnableHTTP2 = true
+	srv.StartTLS()
+	t.Cleanup(srv.Close)
+	c := srv.Client()
+	for i := range 10 {
+		resp, err := c.Get(srv.URL + "/x")
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.ProtoMajor != 2 || resp.StatusCode != 200 || string(body) != "GET " {
+			t.Fatalf("GET %d: %s %d %q; want HTTP/2 200 \"GET \"", i, resp.Proto, resp.StatusCode, body)
+		}
+	}
+	if got := h1Of(t, p, s.upstream()).idleConns(); got != 1 {
+		t.Errorf("HTTP/1.1 transport idle connections after 10 GETs over HTTP/2: got %d; want 1", got)
+	}
+	resp, err := c.Post(srv.URL+"/x", "text/plain", strings.NewReader("hello"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if string(body) != "POST 5" {
+		t.Errorf("POST over HTTP/2: upstream saw %q; want \"POST 5\"", body)
+	}
+}

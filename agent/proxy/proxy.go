@@ -472,13 +472,23 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if !p.admit(st, r, parsePeer(r.RemoteAddr), r.Header["X-Forwarded-For"]) {
 		return
 	}
-	if r.Body != nil && r.Body != http.NoBody {
+	if hasBody(r) {
 		st.reqBody.ReadCloser = r.Body
 		st.body = &st.reqBody
 		r.Body = st.body
 		defer st.body.closed.Store(true)
 	}
 	p.rp.ServeHTTP(&st.rec, r.WithContext(st))
+}
+
+// hasBody reports whether r may carry a body. HTTP/2 gives every request
+// a body reader, also one whose stream ended with its headers; such a
+// request has a ContentLength of 0, as has one that declared an empty
+// body, and httputil.ReverseProxy sends neither a body. Counting them as
+// bodyless lets a browser's GET over HTTP/2 take the upstream transport
+// for bodyless requests (h1transport.go) rather than http.Transport.
+func hasBody(r *http.Request) bool {
+	return r.Body != nil && r.Body != http.NoBody && r.ContentLength != 0
 }
 
 // newState starts a request: its state, answering through w, counted in
@@ -523,7 +533,7 @@ func (p *Proxy) admit(st *requestState, r *http.Request, peer tcpPeer, xff []str
 		writeError(rec, http.StatusForbidden, "forbidden by flowgate path policy\n")
 		return false
 	}
-	if o.MaxBodyBytes > 0 && r.Body != nil && r.Body != http.NoBody {
+	if o.MaxBodyBytes > 0 && hasBody(r) {
 		if r.ContentLength > o.MaxBodyBytes {
 			writeError(rec, http.StatusRequestEntityTooLarge, "request body too large\n")
 			return false
