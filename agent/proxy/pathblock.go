@@ -74,14 +74,21 @@ func (p *PathPolicy) Blocked(rawPath string) bool {
 }
 
 // blockedNormal matches one normalised path.
-func (p *PathPolicy) blockedNormal(n string) bool {
+func (p *PathPolicy) blockedNormal(n string) bool { return p.blockedBy(n, underPrefix) }
+
+// blockedFold is blockedNormal for a plain path, ignoring letter case.
+func (p *PathPolicy) blockedFold(path string) bool { return p.blockedBy(path, underPrefixFold) }
+
+// blockedBy matches a path with under: an allowed prefix wins over a
+// blocked one.
+func (p *PathPolicy) blockedBy(path string, under func(path, prefix string) bool) bool {
 	for _, a := range p.allowed {
-		if underPrefix(n, a) {
+		if under(path, a) {
 			return false
 		}
 	}
 	for _, b := range p.blocked {
-		if underPrefix(n, b) {
+		if under(path, b) {
 			return true
 		}
 	}
@@ -120,21 +127,6 @@ func plainPath(raw string) (string, bool) {
 		seg = i
 	}
 	return raw, true
-}
-
-// blockedFold is blockedNormal for a plain path, ignoring letter case.
-func (p *PathPolicy) blockedFold(path string) bool {
-	for _, a := range p.allowed {
-		if underPrefixFold(path, a) {
-			return false
-		}
-	}
-	for _, b := range p.blocked {
-		if underPrefixFold(path, b) {
-			return true
-		}
-	}
-	return false
 }
 
 // underPrefixFold is underPrefix for a path that may hold upper-case
