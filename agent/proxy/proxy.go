@@ -690,6 +690,18 @@ func (rt roundTripper) roundTrip(st *requestState, req *http.Request) (*http.Res
 			t = u.h1
 		}
 		resp, err := t.RoundTrip(req)
+		if err == nil && resp.StatusCode != http.StatusSwitchingProtocols {
+			if bodyErr := st.body.clientError(); bodyErr != nil {
+				// The upstream answered a body that broke off in the
+				// client's framing or went over the limit: it saw a
+				// truncated request, and the client gets 400 or 413,
+				// not that answer.
+				resp.Body.Close()
+				u.inflight.Add(-1)
+				st.upstream = u
+				return nil, &clientBodyError{err: bodyErr}
+			}
+		}
 		if err == nil {
 			u.succeed()
 			st.upstream = u
