@@ -86,9 +86,11 @@ type fastConn struct {
 	ctx    context.Context
 	cancel context.CancelFunc
 	// One request at a time uses these: rb holds the request, st its
-	// state, answer a response flowgate makes itself.
+	// state, resp the upstream's response, answer a response flowgate
+	// makes itself.
 	rb     *requestBuf
 	st     requestState
+	resp   responseBuf
 	answer errorWriter
 
 	// mu orders the connection's idle state and read deadline against
@@ -175,6 +177,7 @@ func (c *fastConn) serve() (handedOff bool) {
 		more := c.serveRequest(r, fr, hsts)
 		// An idle connection keeps nothing of its last request alive.
 		c.rb.release()
+		c.resp.release()
 		c.st = requestState{}
 		c.answer = errorWriter{}
 		if !more || fr.close || c.ctx.Err() != nil || c.s.closing.Load() {
@@ -262,6 +265,7 @@ func (c *fastConn) serveRequest(r *http.Request, fr fastRequest, hsts []string) 
 	ew := &c.answer
 	st := &c.st
 	p.initState(st, c.ctx, ew, r)
+	st.respBuf = &c.resp
 	defer p.handlerDone(st)
 	if !p.admit(st, r, c.peer, fr.xff) {
 		return c.writeAnswer(st, ew, hsts, fr.close)

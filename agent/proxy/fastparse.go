@@ -38,14 +38,13 @@ type requestBuf struct {
 	base   http.Request // a zero request but for its context
 	req    http.Request
 	url    url.URL
-	header http.Header
-	values []string
+	fields headerBuf
 	xff    []string
 }
 
 // newRequestBuf returns a requestBuf whose requests carry ctx.
 func newRequestBuf(ctx context.Context) *requestBuf {
-	b := &requestBuf{header: make(http.Header, 8)}
+	b := &requestBuf{}
 	b.base = *new(http.Request).WithContext(ctx)
 	return b
 }
@@ -53,8 +52,7 @@ func newRequestBuf(ctx context.Context) *requestBuf {
 // release drops the references the last request left, so that an idle
 // connection keeps no request text alive.
 func (b *requestBuf) release() {
-	clear(b.header)
-	clear(b.values[:cap(b.values)])
+	b.fields.release()
 	clear(b.xff[:cap(b.xff)])
 	b.req = http.Request{}
 	b.url = url.URL{}
@@ -90,40 +88,21 @@ func (b *requestBuf) parse(head []byte, remoteAddr string) (r *http.Request, fr 
 		}
 		u = parsed
 	}
-	clear(b.header)
 	r = &b.req
 	*r = b.base
 	r.Method = method
 	r.URL = u
 	r.Proto = "HTTP/1.1"
 	r.ProtoMajor, r.ProtoMinor = 1, 1
-	r.Header = b.header
+	r.Header = b.fields.reset(rest)
 	r.Body = http.NoBody
 	r.RemoteAddr = remoteAddr
 	r.RequestURI = target
-	if n := strings.Count(rest, "\n"); cap(b.values) < n {
-		b.values = make([]string, 0, n)
-	}
-	values := b.values[:0]
 	fr.xff = b.xff[:0]
 	hosts := 0
-	for {
-		line, rest, ok = cutLine(rest)
-		if !ok {
-			return nil, fr, false
-		}
-		if len(line) == 0 {
-			break
-		}
-		name, value, found := strings.Cut(line, ":")
-		if !found || !validFieldName(name) {
-			return nil, fr, false // also an obs-fold: it starts with a space
-		}
-		value = trimOWS(value)
-		if !validFieldValue(value) {
-			return nil, fr, false
-		}
-		key := canonicalKey(name)
+	fields := fieldScanner{rest: rest}
+	for fields.next() {
+		key, value := fields.key, fields.value
 		switch key {
 		case "Host":
 			hosts++
@@ -155,16 +134,10 @@ func (b *requestBuf) parse(head []byte, remoteAddr string) (r *http.Request, fr 
 			// Hop-by-hop, or set by flowgate from what it knows itself.
 			continue
 		}
-		if vv, ok := r.Header[key]; ok {
-			r.Header[key] = append(vv, value)
-			continue
-		}
-		// A one-value slice of values, capped so that an append copies.
-		values = append(values, value)
-		r.Header[key] = values[len(values)-1 : len(values) : len(values)]
+		b.fields.add(key, value)
 	}
-	b.values, b.xff = values, fr.xff
-	if hosts != 1 || len(rest) != 0 {
+	b.xff = fr.xff
+	if fields.bad || hosts != 1 || len(fields.rest) != 0 {
 		return nil, fr, false
 	}
 	if _, ok := r.Header["User-Agent"]; !ok {
@@ -215,6 +188,81 @@ func cutLine(b string) (line, rest string, ok bool) {
 		return "", "", false
 	}
 	return line, b[i+1:], true
+}
+
+// fieldScanner reads the field lines of a head one at a time, up to the
+// empty line that ends it.
+type fieldScanner struct {
+	rest       string // the head after the last line read
+	key, value string // the last field read: its canonical name, its value without surrounding whitespace
+	bad        bool   // a line was not a valid field, or the head ended without its empty line
+}
+
+// next reads the next field line; false at the empty line that ends the
+// head, or at a line that is not a valid field (bad then): an invalid name
+// or value, or an obs-fold, whose line starts with a space.
+func (s *fieldScanner) next() bool {
+	line, rest, ok := cutLine(s.rest)
+	if !ok {
+		s.bad = true
+		return false
+	}
+	s.rest = rest
+	if len(line) == 0 {
+		return false
+	}
+	name, value, found := strings.Cut(line, ":")
+	if !found || !validFieldName(name) {
+		s.bad = true
+		return false
+	}
+	value = trimOWS(value)
+	if !validFieldValue(value) {
+		s.bad = true
+		return false
+	}
+	s.key, s.value = canonicalKey(name), value
+	return true
+}
+
+// headerBuf is a header map and the array that its fields' one-value
+// slices share, reused from one head to the next.
+type headerBuf struct {
+	header http.Header
+	values []string
+}
+
+// reset empties b for the fields of rest, a head after its first line, and
+// returns its header.
+func (b *headerBuf) reset(rest string) http.Header {
+	if b.header == nil {
+		b.header = make(http.Header, 8)
+	} else {
+		clear(b.header)
+	}
+	if n := strings.Count(rest, "\n"); cap(b.values) < n {
+		b.values = make([]string, 0, n)
+	}
+	b.values = b.values[:0]
+	return b.header
+}
+
+// add adds a value to the field key.
+func (b *headerBuf) add(key, value string) {
+	if vv, ok := b.header[key]; ok {
+		b.header[key] = append(vv, value)
+		return
+	}
+	// A one-value slice of values, capped so that an append copies.
+	b.values = append(b.values, value)
+	n := len(b.values)
+	b.header[key] = b.values[n-1 : n : n]
+}
+
+// release drops the references to the last head's text.
+func (b *headerBuf) release() {
+	clear(b.header)
+	clear(b.values[:cap(b.values)])
 }
 
 // splitRequestLine splits "GET /path HTTP/1.1". Only GET and HEAD in

@@ -6,7 +6,6 @@ import (
 	"io"
 	"net/http"
 	"strconv"
-	"strings"
 )
 
 // parseSimpleResponse reads the head of the most common upstream response
@@ -16,7 +15,9 @@ import (
 // anything else (a chunked or close-delimited body, 1xx, obs-fold, a head
 // larger than br's buffer, any doubt) ok is false and nothing has been
 // consumed: http.ReadResponse then reads the response as it always did.
-func parseSimpleResponse(br *bufio.Reader, req *http.Request) (resp *http.Response, ok bool) {
+//
+// The response is built in rb, or in a new responseBuf when rb is nil.
+func parseSimpleResponse(br *bufio.Reader, req *http.Request, rb *responseBuf) (resp *http.Response, ok bool) {
 	if req.Method == http.MethodHead {
 		return nil, false
 	}
@@ -42,42 +43,20 @@ func parseSimpleResponse(br *bufio.Reader, req *http.Request) (resp *http.Respon
 	if !validFieldValue(line[12:]) {
 		return nil, false
 	}
-	sr := &simpleResponse{}
-	resp = &sr.resp
-	*resp = http.Response{
-		Status:     line[9:],
-		StatusCode: code,
-		Proto:      "HTTP/1.1",
-		ProtoMajor: 1,
-		ProtoMinor: 1,
-		Header:     make(http.Header, 8),
-		Request:    req,
+	if rb == nil {
+		rb = new(responseBuf)
 	}
-	values := make([]string, 0, strings.Count(rest, "\n"))
+	header := rb.fields.reset(rest)
 	length := int64(-1)
-	for {
-		line, rest, ok = cutLine(rest)
-		if !ok {
-			return nil, false
-		}
-		if len(line) == 0 {
-			break
-		}
-		name, value, found := strings.Cut(line, ":")
-		if !found || !validFieldName(name) {
-			return nil, false
-		}
-		value = trimOWS(value)
-		if !validFieldValue(value) {
-			return nil, false
-		}
-		key := canonicalKey(name)
-		switch key {
+	closing := false
+	fields := fieldScanner{rest: rest}
+	for fields.next() {
+		switch fields.key {
 		case "Content-Length":
 			if length >= 0 {
 				return nil, false // net/http decides on repeated lengths
 			}
-			n, err := strconv.ParseUint(value, 10, 63)
+			n, err := strconv.ParseUint(fields.value, 10, 63)
 			if err != nil {
 				return nil, false
 			}
@@ -85,38 +64,55 @@ func parseSimpleResponse(br *bufio.Reader, req *http.Request) (resp *http.Respon
 		case "Transfer-Encoding", "Trailer":
 			return nil, false
 		case "Connection":
-			if hasToken([]string{value}, "close") {
-				resp.Close = true
+			if hasToken([]string{fields.value}, "close") {
+				closing = true
 			}
 		}
-		if vv, ok := resp.Header[key]; ok {
-			resp.Header[key] = append(vv, value)
-			continue
-		}
-		values = append(values, value)
-		resp.Header[key] = values[len(values)-1 : len(values) : len(values)]
+		rb.fields.add(fields.key, fields.value)
 	}
-	if length < 0 {
+	if fields.bad || length < 0 {
 		return nil, false
 	}
-	if resp.Close {
-		delete(resp.Header, "Connection") // as net/http does
+	if closing {
+		delete(header, "Connection") // as net/http does
 	}
 	br.Discard(len(head))
-	resp.ContentLength = length
-	if length == 0 {
-		resp.Body = http.NoBody
-	} else {
-		sr.body = lengthBody{br: br, n: length}
-		resp.Body = &sr.body
+	rb.resp = http.Response{
+		Status:        line[9:],
+		StatusCode:    code,
+		Proto:         "HTTP/1.1",
+		ProtoMajor:    1,
+		ProtoMinor:    1,
+		Header:        header,
+		Body:          http.NoBody,
+		ContentLength: length,
+		Close:         closing,
+		Request:       req,
 	}
-	return resp, true
+	if length > 0 {
+		rb.body = lengthBody{br: br, n: length}
+		rb.resp.Body = &rb.body
+	}
+	return &rb.resp, true
 }
 
-// simpleResponse is a response and its body in one allocation.
-type simpleResponse struct {
-	resp http.Response
-	body lengthBody
+// responseBuf is where an upstream response is built: the response, its
+// header and its body readers. A fast-path connection reuses one from
+// request to request (release), so nothing may keep the response, its
+// header or its body past the request's end.
+type responseBuf struct {
+	resp   http.Response
+	fields headerBuf
+	body   lengthBody
+	h1     h1Body
+}
+
+// release drops the references the last response left.
+func (b *responseBuf) release() {
+	b.fields.release()
+	b.resp = http.Response{}
+	b.body = lengthBody{}
+	b.h1 = h1Body{}
 }
 
 // peekHead returns the buffered bytes up to and including the empty line

@@ -12,7 +12,7 @@ import (
 func TestParseSimpleResponse(t *testing.T) {
 	get := &http.Request{Method: http.MethodGet}
 	br := bufio.NewReader(bytes.NewReader([]byte("HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\ncontent-length: 5\r\nSet-Cookie: a=1\r\nSet-Cookie: b=2\r\n\r\nhelloHTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")))
-	resp, ok := parseSimpleResponse(br, get)
+	resp, ok := parseSimpleResponse(br, get, nil)
 	if !ok {
 		t.Fatal("a plain 200 was declined")
 	}
@@ -21,7 +21,7 @@ func TestParseSimpleResponse(t *testing.T) {
 	if err != nil || string(body) != "hello" || resp.StatusCode != 200 || resp.Status != "200 OK" || resp.ContentLength != 5 || resp.Close || !reflect.DeepEqual(resp.Header, want) {
 		t.Errorf("got %d %q %q, length %d, close %v, header %v, %v", resp.StatusCode, resp.Status, body, resp.ContentLength, resp.Close, resp.Header, err)
 	}
-	resp, ok = parseSimpleResponse(br, get)
+	resp, ok = parseSimpleResponse(br, get, nil)
 	if !ok || resp.StatusCode != 404 || resp.Body != http.NoBody || !resp.Close || resp.Header.Get("Connection") != "" {
 		t.Errorf("second response: ok %v, %+v", ok, resp)
 	}
@@ -45,14 +45,14 @@ func TestParseSimpleResponse(t *testing.T) {
 	}
 	for name, in := range declined {
 		br := bufio.NewReader(bytes.NewReader([]byte(in)))
-		if _, ok := parseSimpleResponse(br, get); ok {
+		if _, ok := parseSimpleResponse(br, get, nil); ok {
 			t.Errorf("%s: taken; want it left to net/http", name)
 		}
 		if br.Buffered() != len(in) && len(in) < 4096 {
 			t.Errorf("%s: %d bytes consumed on the way out", name, len(in)-br.Buffered())
 		}
 	}
-	if _, ok := parseSimpleResponse(bufio.NewReader(bytes.NewReader([]byte("HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\nx"))), &http.Request{Method: http.MethodHead}); ok {
+	if _, ok := parseSimpleResponse(bufio.NewReader(bytes.NewReader([]byte("HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\nx"))), &http.Request{Method: http.MethodHead}, nil); ok {
 		t.Error("the response to a HEAD was taken")
 	}
 }
@@ -67,9 +67,16 @@ func FuzzParseSimpleResponse(f *testing.F) {
 	} {
 		f.Add([]byte(s))
 	}
+	// Each input is read into a buffer that held another response, which
+	// must leave nothing behind.
+	before := []byte("HTTP/1.1 200 OK\r\nContent-Length: 0\r\nX-Before: 1\r\nSet-Cookie: a=1\r\n\r\n")
 	f.Fuzz(func(t *testing.T, in []byte) {
 		req := &http.Request{Method: http.MethodGet}
-		resp, ok := parseSimpleResponse(bufio.NewReader(bytes.NewReader(in)), req)
+		var rb responseBuf
+		if _, ok := parseSimpleResponse(bufio.NewReader(bytes.NewReader(before)), req, &rb); !ok {
+			t.Fatal("the response before was declined")
+		}
+		resp, ok := parseSimpleResponse(bufio.NewReader(bytes.NewReader(in)), req, &rb)
 		if !ok {
 			return
 		}
@@ -88,4 +95,38 @@ func FuzzParseSimpleResponse(f *testing.F) {
 			t.Fatalf("%q: body %q, %v; net/http %q, %v", in, got, gotErr, want, wantErr)
 		}
 	})
+}
+
+func TestResponseBufReuse(t *testing.T) {
+	get := &http.Request{Method: http.MethodGet}
+	first := []byte("HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 2\r\nSet-Cookie: a=1\r\nX-A: 1\r\n\r\nok")
+	var rb responseBuf
+	resp, ok := parseSimpleResponse(bufio.NewReader(bytes.NewReader(first)), get, &rb)
+	if !ok || resp != &rb.resp || len(resp.Header) != 4 {
+		t.Fatalf("first response: ok %v, built in the buffer %v, header %v", ok, resp == &rb.resp, resp.Header)
+	}
+	resp.Header["Set-Cookie"] = append(resp.Header["Set-Cookie"], "appended") // must not write into the next value
+	rb.release()
+	if rb.resp.Header != nil || rb.fields.values[:cap(rb.fields.values)][0] != "" {
+		t.Error("release kept the last response's header")
+	}
+	resp, ok = parseSimpleResponse(bufio.NewReader(bytes.NewReader([]byte("HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\nX-B: 2\r\n\r\n"))), get, &rb)
+	want := http.Header{"Content-Length": {"0"}, "X-B": {"2"}}
+	if !ok || resp.StatusCode != 404 || resp.Status != "404 Not Found" || !resp.Close || resp.Body != http.NoBody || !reflect.DeepEqual(resp.Header, want) {
+		t.Fatalf("second response: ok %v, %q close %v body %v header %v", ok, resp.Status, resp.Close, resp.Body, resp.Header)
+	}
+	rb.release()
+	br := bufio.NewReader(nil)
+	r := bytes.NewReader(first)
+	allocs := testing.AllocsPerRun(100, func() {
+		r.Reset(first)
+		br.Reset(r)
+		if _, ok := parseSimpleResponse(br, get, &rb); !ok {
+			t.Fatal("declined")
+		}
+		rb.release()
+	})
+	if allocs > 1 {
+		t.Errorf("a simple response costs %.0f allocations; want 1 (its head's text)", allocs)
+	}
 }

@@ -89,12 +89,18 @@ func canCarry(req *http.Request) bool {
 // if the upstream closes it at the moment of use, the request is sent again
 // on a new connection when it is idempotent.
 func (t *h1Transport) RoundTrip(req *http.Request) (*http.Response, error) {
+	return t.roundTrip(req, nil)
+}
+
+// roundTrip is RoundTrip with the response built in rb (see
+// parseSimpleResponse).
+func (t *h1Transport) roundTrip(req *http.Request, rb *responseBuf) (*http.Response, error) {
 	for fresh := false; ; fresh = true {
 		c, err := t.get(req.Context(), fresh)
 		if err != nil {
 			return nil, err
 		}
-		resp, err := c.roundTrip(req)
+		resp, err := c.roundTrip(req, rb)
 		if err == nil {
 			return resp, nil
 		}
@@ -322,7 +328,7 @@ func (c *h1Conn) abort() { c.nc.SetDeadline(aLongTimeAgo) }
 
 // roundTrip writes req and reads the response head. On success the
 // connection belongs to the response body until it is closed.
-func (c *h1Conn) roundTrip(req *http.Request) (*http.Response, error) {
+func (c *h1Conn) roundTrip(req *http.Request, rb *responseBuf) (*http.Response, error) {
 	ctx := req.Context()
 	c.startWatch(ctx)
 	fail := func(err error) (*http.Response, error) {
@@ -352,7 +358,7 @@ func (c *h1Conn) roundTrip(req *http.Request) (*http.Response, error) {
 	if err := setReadDeadline(ctx, c.nc, c.headDeadline()); err != nil {
 		return fail(err)
 	}
-	resp, err := readResponse(c.br, req)
+	resp, err := readResponse(c.br, req, rb)
 	if err != nil {
 		if c.got == 0 && (errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, syscall.ECONNRESET)) {
 			err = &staleConnError{err: err}
@@ -373,7 +379,12 @@ func (c *h1Conn) roundTrip(req *http.Request) (*http.Response, error) {
 		c.done(keep)
 		return resp, nil
 	}
-	resp.Body = &h1Body{c: c, body: resp.Body, keep: keep}
+	body := &h1Body{}
+	if rb != nil {
+		body = &rb.h1
+	}
+	*body = h1Body{c: c, body: resp.Body, keep: keep}
+	resp.Body = body
 	return resp, nil
 }
 
@@ -458,11 +469,12 @@ func validHostHeader(h string) bool {
 // readResponse reads the head of the final response to req, or of a 101:
 // the informational responses before it (103 Early Hints) go to the trace
 // httputil.ReverseProxy installs, which passes them on to the client; 100
-// Continue means nothing to a request flowgate has sent whole.
-func readResponse(br *bufio.Reader, req *http.Request) (*http.Response, error) {
+// Continue means nothing to a request flowgate has sent whole. A simple
+// response is built in rb (parseSimpleResponse).
+func readResponse(br *bufio.Reader, req *http.Request, rb *responseBuf) (*http.Response, error) {
 	trace := httptrace.ContextClientTrace(req.Context())
 	for range max1xx + 1 {
-		resp, ok := parseSimpleResponse(br, req)
+		resp, ok := parseSimpleResponse(br, req, rb)
 		if !ok {
 			var err error
 			if resp, err = http.ReadResponse(br, req); err != nil {

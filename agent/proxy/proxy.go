@@ -448,6 +448,9 @@ type requestState struct {
 	fwd       [5]string // X-Forwarded-* values; the outbound header points here
 	reqBody   retryableBody
 	respBody  countedBody
+	// respBuf, when set, is where the upstream's response is built: the
+	// fast path's connection reuses it for each of its requests.
+	respBuf *responseBuf
 }
 
 type stateKey struct{}
@@ -682,14 +685,16 @@ func (rt roundTripper) roundTrip(st *requestState, req *http.Request) (*http.Res
 			// attempt gets the body itself, whose Close does nothing.
 			req.Body = st.body
 		}
-		var t http.RoundTripper = u.transport
+		var resp *http.Response
+		var err error
 		switch {
 		case st.websocket && u.wsTransport != nil:
-			t = u.wsTransport
+			resp, err = u.wsTransport.RoundTrip(req)
 		case u.h1 != nil && st.body == nil && canCarry(req):
-			t = u.h1
+			resp, err = u.h1.roundTrip(req, st.respBuf)
+		default:
+			resp, err = u.transport.RoundTrip(req)
 		}
-		resp, err := t.RoundTrip(req)
 		if err == nil && resp.StatusCode != http.StatusSwitchingProtocols {
 			if bodyErr := st.body.clientError(); bodyErr != nil {
 				// The upstream answered a body that broke off in the

@@ -118,7 +118,7 @@ func (t *upgradeTransport) exchange(ctx context.Context, conn net.Conn, req *htt
 	}
 	lim := &headLimiter{r: conn, n: maxResponseHeaderBytes}
 	br := bufio.NewReaderSize(lim, upgradeBufSize)
-	resp, err := readResponse(br, req)
+	resp, err := readResponse(br, req, nil)
 	if err != nil {
 		return nil, nil, err
 	}
