@@ -3,6 +3,7 @@ package proxy
 import (
 	"bufio"
 	"bytes"
+	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -11,6 +12,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -157,5 +159,41 @@ func BenchmarkProxyServeHTTP(b *testing.B) {
 	for b.Loop() {
 		w.reset()
 		p.ServeHTTP(w, req)
+	}
+}
+
+// A keep-alive round trip into a reused responseBuf allocates only the
+// response head's text.
+func TestH1RoundTripAllocations(t *testing.T) {
+	addr := rawUpstream(t, "hello")
+	tr := newH1Transport(addr, nil, TransportOptions{ResponseHeaderTimeout: time.Minute, IdleConnTimeout: time.Minute, MaxIdleConnsPerHost: 4}, time.Now)
+	defer tr.CloseIdleConnections()
+	// The fast path's requests carry their connection's abort watch.
+	req, err := http.NewRequestWithContext(withAbortWatch(t.Context()), http.MethodGet, "http://"+addr+"/x", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rb responseBuf
+	buf := make([]byte, 64)
+	roundTrip := func() {
+		resp, err := tr.roundTrip(req, &rb)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n, _ := io.ReadFull(resp.Body, buf[:5]); n != 5 || string(buf[:5]) != "hello" {
+			t.Fatalf("body %q", buf[:n])
+		}
+		if n, err := resp.Body.Read(buf); n != 0 || err != io.EOF {
+			t.Fatalf("after the body: %d, %v", n, err)
+		}
+		resp.Body.Close()
+		rb.release()
+	}
+	roundTrip() // dials and fills the pool
+	if allocs := testing.AllocsPerRun(200, roundTrip); allocs > 1 {
+		t.Errorf("a keep-alive round trip costs %.0f allocations; want 1", allocs)
+	}
+	if got := tr.idleConns(); got != 1 {
+		t.Errorf("idle connections after the round trips: %d; want 1", got)
 	}
 }

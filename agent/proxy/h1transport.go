@@ -379,9 +379,11 @@ func (c *h1Conn) roundTrip(req *http.Request, rb *responseBuf) (*http.Response, 
 		c.done(keep)
 		return resp, nil
 	}
-	body := &h1Body{}
+	var body *h1Body
 	if rb != nil {
 		body = &rb.h1
+	} else {
+		body = new(h1Body)
 	}
 	*body = h1Body{c: c, body: resp.Body, keep: keep}
 	resp.Body = body
