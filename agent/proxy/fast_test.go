@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -10,17 +11,22 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"errors"
+	"fmt"
 	"io"
 	"log"
 	"math/big"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"net/http/httputil"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/flowgate/flowgate/discovery"
 )
 
 // fastFront serves p over TLS on loopback the way flowgate does: HTTP/1.1
@@ -28,6 +34,12 @@ import (
 // net/http server in front of p. It returns the address and a client
 // configuration that trusts the server.
 func fastFront(t *testing.T, p *Proxy, o ConnOptions) (string, *tls.Config, *ConnServer) {
+	return fastFrontVia(t, p, o, nil)
+}
+
+// fastFrontVia is fastFront with the net/http server accepting through
+// wrap(the fast path's listener) when wrap is not nil.
+func fastFrontVia(t *testing.T, p *Proxy, o ConnOptions, wrap func(net.Listener) net.Listener) (string, *tls.Config, *ConnServer) {
 	t.Helper()
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
@@ -57,6 +69,9 @@ func fastFront(t *testing.T, p *Proxy, o ConnOptions) (string, *tls.Config, *Con
 	srv := &http.Server{Handler: p, ErrorLog: log.New(testWriter{t}, "", 0)}
 	hl := cs.Listen(ln, &tls.Config{Certificates: []tls.Certificate{{Certificate: [][]byte{der}, PrivateKey: key}},
 		NextProtos: []string{"h2", "http/1.1"}}, log.New(testWriter{t}, "", 0))
+	if wrap != nil {
+		hl = wrap(hl)
+	}
 	go srv.Serve(hl)
 	t.Cleanup(func() {
 		srv.Close()
@@ -478,5 +493,92 @@ func TestFastListenerErrors(t *testing.T) {
 	hl2.Close()
 	if _, err := hl2.Accept(); !errors.Is(err, net.ErrClosed) {
 		t.Errorf("Accept after Close: got %v; want net.ErrClosed", err)
+	}
+}
+
+// acceptHook calls each for every connection net/http's server accepts.
+type acceptHook struct {
+	net.Listener
+	each func(net.Conn)
+}
+
+func (l acceptHook) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err == nil {
+		l.each(c)
+	}
+	return c, err
+}
+
+// An HTTP/2 connection's writes are coalesced (coalesce.go), and many
+// concurrent streams of different sizes on one connection each get their
+// own response whole; a connection handed off over HTTP/1.1 writes
+// straight to its socket.
+func TestHTTP2WritesCoalesced(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		n, _ := strconv.Atoi(r.URL.Query().Get("n"))
+		w.Header().Set("Content-Length", strconv.Itoa(n+len(r.URL.Path)))
+		io.WriteString(w, r.URL.Path)
+		w.Write(bytes.Repeat([]byte{'x'}, n))
+	}))
+	t.Cleanup(srv.Close)
+	p := newTestProxy(t, Options{}, discovery.Upstream{Addr: strings.TrimPrefix(srv.URL, "http://"), Weight: 1})
+	var mu sync.Mutex
+	coalescing := map[string]bool{}
+	addr, cfg, _ := fastFrontVia(t, p, ConnOptions{}, func(l net.Listener) net.Listener {
+		return acceptHook{Listener: l, each: func(c net.Conn) {
+			tc, _ := c.(*tls.Conn)
+			if tc == nil {
+				tc = c.(*prefixConn).Conn.(*tls.Conn)
+			}
+			cc, _ := tc.NetConn().(*coalescingConn)
+			mu.Lock()
+			coalescing[tc.ConnectionState().NegotiatedProtocol] = cc != nil && cc.on.Load()
+			mu.Unlock()
+		}}
+	})
+	h2cfg := cfg.Clone()
+	h2cfg.NextProtos = []string{"h2"}
+	client := &http.Client{Transport: &http.Transport{TLSClientConfig: h2cfg, ForceAttemptHTTP2: true, MaxConnsPerHost: 1}, Timeout: 20 * time.Second}
+	t.Cleanup(client.CloseIdleConnections)
+	var wg sync.WaitGroup
+	errs := make(chan error, 200)
+	for i := range 200 {
+		wg.Go(func() {
+			path := "/s" + strconv.Itoa(i)
+			n := (i * 7919) % (48 << 10)
+			resp, err := client.Get("https://" + addr + path + "?n=" + strconv.Itoa(n))
+			if err != nil {
+				errs <- err
+				return
+			}
+			defer resp.Body.Close()
+			body, err := io.ReadAll(resp.Body)
+			if err != nil || resp.ProtoMajor != 2 || !strings.HasPrefix(string(body), path) || len(body) != len(path)+n ||
+				strings.Count(string(body), "x") != n {
+				errs <- fmt.Errorf("%s: %s, %d bytes, %v", path, resp.Proto, len(body), err)
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	// Over HTTP/1.1, a request the fast path hands off (it has a body).
+	h1 := &http.Client{Transport: &http.Transport{TLSClientConfig: cfg}, Timeout: 20 * time.Second}
+	t.Cleanup(h1.CloseIdleConnections)
+	resp, err := h1.Post("https://"+addr+"/post?n=3", "text/plain", strings.NewReader("body"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	mu.Lock()
+	defer mu.Unlock()
+	if on, ok := coalescing["h2"]; !ok || !on {
+		t.Errorf("HTTP/2 connection coalescing: seen %v, on %v; want on", ok, on)
+	}
+	if on, ok := coalescing["http/1.1"]; !ok || on {
+		t.Errorf("handed-off HTTP/1.1 connection coalescing: seen %v, on %v; want off", ok, on)
 	}
 }

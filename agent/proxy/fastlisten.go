@@ -71,7 +71,8 @@ func (l *httpsListener) start() {
 
 // serve completes the handshake of one connection and passes it on.
 func (l *httpsListener) serve(c net.Conn) {
-	tc := tls.Server(c, l.config)
+	cc := newCoalescingConn(c)
+	tc := tls.Server(cc, l.config)
 	if d := l.fast.o.ReadHeaderTimeout; d > 0 {
 		c.SetDeadline(time.Now().Add(d))
 	}
@@ -89,6 +90,7 @@ func (l *httpsListener) serve(c net.Conn) {
 	}
 	c.SetDeadline(time.Time{})
 	if tc.ConnectionState().NegotiatedProtocol == "h2" {
+		cc.coalesce()
 		l.handoff(tc)
 		return
 	}
