@@ -176,7 +176,7 @@ func TestH1RoundTripAllocations(t *testing.T) {
 	var rb responseBuf
 	buf := make([]byte, 64)
 	roundTrip := func() {
-		resp, err := tr.roundTrip(req, &rb)
+		resp, err := tr.roundTrip(req, &rb, time.Now())
 		if err != nil {
 			t.Fatal(err)
 		}

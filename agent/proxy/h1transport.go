@@ -89,14 +89,15 @@ func canCarry(req *http.Request) bool {
 // if the upstream closes it at the moment of use, the request is sent again
 // on a new connection when it is idempotent.
 func (t *h1Transport) RoundTrip(req *http.Request) (*http.Response, error) {
-	return t.roundTrip(req, nil)
+	return t.roundTrip(req, nil, t.now())
 }
 
 // roundTrip is RoundTrip with the response built in rb (see
-// parseSimpleResponse).
-func (t *h1Transport) roundTrip(req *http.Request, rb *responseBuf) (*http.Response, error) {
+// parseSimpleResponse) and now, the time on the transport's clock that
+// the request started, to judge idle connections by.
+func (t *h1Transport) roundTrip(req *http.Request, rb *responseBuf, now time.Time) (*http.Response, error) {
 	for fresh := false; ; fresh = true {
-		c, err := t.get(req.Context(), fresh)
+		c, err := t.get(req.Context(), fresh, now)
 		if err != nil {
 			return nil, err
 		}
@@ -132,13 +133,13 @@ type staleConnError struct {
 func (e *staleConnError) Error() string { return e.err.Error() }
 func (e *staleConnError) Unwrap() error { return e.err }
 
-// get takes the most recently used live idle connection or, with fresh or
-// none left, dials a new one.
-func (t *h1Transport) get(ctx context.Context, fresh bool) (*h1Conn, error) {
+// get takes the most recently used live idle connection, one idle for less
+// than the idle timeout at now, or, with fresh or none left, dials a new
+// one.
+func (t *h1Transport) get(ctx context.Context, fresh bool, now time.Time) (*h1Conn, error) {
 	if fresh {
 		return t.dial(ctx)
 	}
-	now := t.now()
 	t.mu.Lock()
 	for n := len(t.idle); n > 0; n = len(t.idle) {
 		c := t.idle[n-1]

@@ -144,3 +144,30 @@ func stateOf(p *Proxy, key string) string {
 	}
 	return "absent"
 }
+
+// A failure counts at the time it happens, not when its attempt began: an
+// upstream that fails only after longer than fail_timeout (a hung node
+// behind a response timeout) is ejected all the same.
+func TestPassiveHealthSlowFailure(t *testing.T) {
+	clock := newFakeClock()
+	slow := newBackend(t, "slow", func(w http.ResponseWriter, r *http.Request) {
+		clock.Advance(20 * time.Second) // the attempt outlasts fail_timeout
+		c, _, err := http.NewResponseController(w).Hijack()
+		if err == nil {
+			c.(*net.TCPConn).SetLinger(0)
+			c.Close()
+		}
+	})
+	good := newBackend(t, "good", nil)
+	p := newTestProxy(t, Options{MaxFails: 1, FailTimeout: 10 * time.Second, RetryIdempotent: true, Now: clock.Now},
+		slow.upstream(), good.upstream())
+	url, c := front(t, p)
+	for range 2 { // round robin: one of the two reaches the slow node
+		if status, body, _ := get(t, c, url+"/", nil); status != http.StatusOK || body != "good" {
+			t.Fatalf("got %d %q; want 200 from the good node", status, body)
+		}
+	}
+	if got := stateOf(p, slow.upstream().Key()); got != "ejected" {
+		t.Errorf("a node that failed after 20 s with a 10 s fail_timeout: %q; want ejected", got)
+	}
+}

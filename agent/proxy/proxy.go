@@ -662,7 +662,12 @@ func (rt roundTripper) roundTrip(st *requestState, req *http.Request) (*http.Res
 	var lastErr error
 	connectFailures := 0
 	for attempt := 0; attempt < o.MaxAttempts; attempt++ {
-		now := p.now()
+		// The first attempt starts with the request; a retry reads the
+		// clock.
+		now := st.start
+		if attempt > 0 {
+			now = p.now()
+		}
 		u := set.pick(&pickOptions{balance: o.Balance, clientIP: st.clientIP, cookie: st.stickyIn, tried: st.tried, now: now})
 		if u == nil {
 			break
@@ -691,7 +696,7 @@ func (rt roundTripper) roundTrip(st *requestState, req *http.Request) (*http.Res
 		case st.websocket && u.wsTransport != nil:
 			resp, err = u.wsTransport.RoundTrip(req)
 		case u.h1 != nil && st.body == nil && canCarry(req):
-			resp, err = u.h1.roundTrip(req, st.respBuf)
+			resp, err = u.h1.roundTrip(req, st.respBuf, now)
 		default:
 			resp, err = u.transport.RoundTrip(req)
 		}
@@ -727,7 +732,9 @@ func (rt roundTripper) roundTrip(st *requestState, req *http.Request) (*http.Res
 			st.upstream = u
 			return nil, &clientBodyError{err: bodyErr}
 		}
-		if u.fail(now, o.MaxFails, o.FailTimeout) {
+		// The failure's own time: the attempt may have taken as long as a
+		// timeout, longer than the fail timeout itself.
+		if u.fail(p.now(), o.MaxFails, o.FailTimeout) {
 			o.Logger.Warn("upstream ejected by passive health", "upstream", u.key, "for", o.FailTimeout, "err", err)
 			if o.Metrics != nil {
 				o.Metrics.ejections.WithLabelValues(u.key).Inc()
