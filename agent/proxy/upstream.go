@@ -106,8 +106,10 @@ func (u *upstream) retryAfter(now time.Time) time.Duration {
 }
 
 // fail records a failed attempt. With maxFails > 0, maxFails failures within
-// failTimeout take the upstream out for failTimeout, as NGINX does. It
-// reports whether this failure took the upstream down.
+// failTimeout take the upstream out for failTimeout, as NGINX does; unlike
+// NGINX, a good response in between clears the count (succeed), as the
+// consecutive-error checks of HAProxy and Envoy do. It reports whether this
+// failure took the upstream down.
 func (u *upstream) fail(now time.Time, maxFails int, failTimeout time.Duration) bool {
 	u.failures.Add(1)
 	if maxFails <= 0 {
