@@ -30,7 +30,9 @@ done
 step "Consul test agent"
 FLOWGATE_CONSUL_BIN="$(bash test/tools/consul/build.sh)"
 export FLOWGATE_CONSUL_BIN
-"$FLOWGATE_CONSUL_BIN" version | head -1
+# sed reads to the end: "head -1" would close the pipe early, and under
+# pipefail the agent's SIGPIPE (exit 141) would fail the run.
+"$FLOWGATE_CONSUL_BIN" version | sed -n 1p
 
 # --- static checks ---------------------------------------------------------
 step "gofmt"
