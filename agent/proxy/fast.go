@@ -97,6 +97,8 @@ type fastConn struct {
 	// Shutdown, and the client watch's start against its stop.
 	mu   sync.Mutex
 	idle bool // waiting for the next request
+	// rdl is the client's read deadline, renewed lazily (keptDeadline).
+	rdl keptDeadline
 
 	// The client watch (startWatch): watch starts it; watching says it is
 	// armed and not yet stopped; watchStopped (under mu) that stopWatch
@@ -142,15 +144,16 @@ func (c *fastConn) serve() (handedOff bool) {
 	for n := 0; ; n++ {
 		headDeadline := time.Time{} // set: the head has its own deadline
 		if c.br.Buffered() == 0 {
-			wait := after(o.ReadHeaderTimeout)
+			timeout := o.ReadHeaderTimeout
 			if n > 0 {
-				wait = after(o.IdleTimeout)
+				timeout = o.IdleTimeout
 			}
-			if !c.setIdle(true, wait) {
+			wait, ok := c.setIdle(true, timeout)
+			if !ok {
 				return false
 			}
 			_, err := c.br.Peek(1)
-			c.setIdle(false, time.Time{})
+			c.setIdle(false, 0)
 			if err != nil {
 				return false
 			}
@@ -209,7 +212,10 @@ func (c *fastConn) readHead(deadline time.Time) ([]byte, error) {
 		}
 		if deadline.IsZero() {
 			deadline = after(c.s.o.ReadHeaderTimeout)
+			c.mu.Lock()
 			c.tc.SetReadDeadline(deadline)
+			c.rdl.set(deadline)
+			c.mu.Unlock()
 		}
 		if _, err := c.br.Peek(len(b) + 1); err != nil {
 			return nil, err
@@ -553,6 +559,7 @@ func (c *fastConn) stopWatch() {
 	c.mu.Lock()
 	c.watchStopped = true
 	c.tc.SetReadDeadline(aLongTimeAgo)
+	c.rdl.set(aLongTimeAgo)
 	c.mu.Unlock()
 	<-c.watched
 	c.watchStopped = false
@@ -572,6 +579,7 @@ func (c *fastConn) watchClient() {
 		return
 	}
 	c.tc.SetReadDeadline(time.Time{})
+	c.rdl.set(time.Time{})
 	c.mu.Unlock()
 	_, err := c.br.Peek(1)
 	var ne net.Error
@@ -598,20 +606,25 @@ func (s *ConnServer) untrack(c *fastConn) {
 }
 
 // setIdle marks the connection idle (waiting for a request) or busy; going
-// idle sets the read deadline for the wait. Both happen under c.mu, so
+// idle renews the read deadline for a wait of timeout (none if it is not
+// positive) and returns the deadline in force. Both happen under c.mu, so
 // that Shutdown's deadline for an idle connection is never overwritten.
 // Going idle fails once the server is shutting down.
-func (c *fastConn) setIdle(idle bool, deadline time.Time) bool {
+func (c *fastConn) setIdle(idle bool, timeout time.Duration) (time.Time, bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if idle && c.s.closing.Load() {
-		return false
+		return time.Time{}, false
 	}
 	c.idle = idle
-	if idle {
+	if !idle {
+		return time.Time{}, true
+	}
+	deadline, renew := c.rdl.renew(timeout)
+	if renew {
 		c.tc.SetReadDeadline(deadline)
 	}
-	return true
+	return deadline, true
 }
 
 // Shutdown stops serving: idle connections close at once, busy ones after
@@ -625,6 +638,7 @@ func (s *ConnServer) Shutdown(ctx context.Context) error {
 		c.mu.Lock()
 		if c.idle {
 			c.tc.SetReadDeadline(aLongTimeAgo)
+			c.rdl.set(aLongTimeAgo)
 		}
 		c.mu.Unlock()
 	}

@@ -287,6 +287,11 @@ type h1Conn struct {
 	watch     *abortWatch
 	stopAfter func() bool
 
+	// rdl is the read deadline, renewed lazily (keptDeadline). abort,
+	// which may run on another goroutine, leaves it be: the connection is
+	// not used after that.
+	rdl keptDeadline
+
 	// Per request.
 	ctx       context.Context // the request's; its end expires the deadlines
 	got       int64           // bytes read since the request was written
@@ -311,7 +316,7 @@ func (c *h1Conn) Read(p []byte) (int, error) {
 			p = p[:c.headLimit]
 		}
 	} else if c.t.readTimeout > 0 {
-		if err := setReadDeadline(c.ctx, c.nc, time.Now().Add(c.t.readTimeout)); err != nil {
+		if err := c.renewReadDeadline(c.ctx, c.t.readTimeout); err != nil {
 			return 0, err
 		}
 	}
@@ -356,7 +361,7 @@ func (c *h1Conn) roundTrip(req *http.Request, rb *responseBuf) (*http.Response, 
 		return fail(&staleConnError{err: err, unsent: true})
 	}
 	c.ctx = ctx
-	if err := setReadDeadline(ctx, c.nc, c.headDeadline()); err != nil {
+	if err := c.renewReadDeadline(ctx, c.headTimeout()); err != nil {
 		return fail(err)
 	}
 	resp, err := readResponse(c.br, req, rb)
@@ -371,7 +376,7 @@ func (c *h1Conn) roundTrip(req *http.Request, rb *responseBuf) (*http.Response, 
 	}
 	c.headLimit = -1
 	if c.t.readTimeout <= 0 {
-		if err := setReadDeadline(ctx, c.nc, time.Time{}); err != nil {
+		if err := c.renewReadDeadline(ctx, 0); err != nil {
 			return fail(err)
 		}
 	}
@@ -506,14 +511,27 @@ func setReadDeadline(ctx context.Context, conn net.Conn, t time.Time) error {
 	return ctx.Err()
 }
 
-// headDeadline is when the response head must have arrived: the header
-// timeout, or the read timeout if that is shorter.
-func (c *h1Conn) headDeadline() time.Time {
+// renewReadDeadline renews the read deadline for a timeout d from now
+// (none if d is not positive) unless ctx has ended: the deadline in the
+// past that the context's end set must not be undone.
+func (c *h1Conn) renewReadDeadline(ctx context.Context, d time.Duration) error {
+	if t, renew := c.rdl.renew(d); renew {
+		if err := c.nc.SetReadDeadline(t); err != nil {
+			c.rdl.forget()
+			return err
+		}
+	}
+	return ctx.Err()
+}
+
+// headTimeout is how long the response head may take to arrive: the
+// header timeout, or the read timeout if that is shorter.
+func (c *h1Conn) headTimeout() time.Duration {
 	d := c.t.headerTimeout
 	if rt := c.t.readTimeout; rt > 0 && rt < d {
 		d = rt
 	}
-	return time.Now().Add(d)
+	return d
 }
 
 // done ends a request: the connection goes back to the pool when the
