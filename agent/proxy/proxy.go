@@ -611,6 +611,13 @@ func (p *Proxy) rewrite(pr *httputil.ProxyRequest) {
 	out := pr.Out
 	out.URL.Scheme = "http"
 	out.URL.Host = "upstream.invalid" // set per attempt by the round tripper
+	// The query goes upstream as the client sent it, as on the fast path
+	// and as NGINX sends it. ReverseProxy drops the parameters it cannot
+	// parse (a ";", a bad escape), lest a proxy that reads them and the
+	// upstream disagree; flowgate decides nothing by the query, and a
+	// browser's request over HTTP/2 lost them where curl's over HTTP/1.1
+	// kept them.
+	out.URL.RawQuery = pr.In.URL.RawQuery
 	out.Host = pr.In.Host
 	st.setForwarded(out.Header, pr.In.Host, o)
 }
