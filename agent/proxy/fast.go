@@ -301,7 +301,12 @@ func (c *fastConn) writeResponse(st *requestState, req *http.Request, resp *http
 	code := resp.StatusCode
 	st.rec.status = code
 	writeStatusLine(bw, code)
-	writeDate(bw, st.start)
+	// The upstream's Date goes on with its other fields, as off the fast
+	// path; flowgate dates only a response that has none (Date is one
+	// field, never two).
+	if _, ok := resp.Header["Date"]; !ok {
+		writeDate(bw, st.start)
+	}
 	conn := resp.Header["Connection"]
 	for k, vv := range resp.Header {
 		if responseHopField(k) || len(conn) > 0 && hasToken(conn, k) {

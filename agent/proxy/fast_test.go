@@ -19,6 +19,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/http/httputil"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -218,12 +219,25 @@ func TestFastPathUpstreamResponses(t *testing.T) {
 			return false
 		case "/status":
 			io.WriteString(w, "HTTP/1.1 599 Whatever\r\nContent-Length: 0\r\n\r\n")
+		case "/dated":
+			io.WriteString(w, "HTTP/1.1 200 OK\r\nDate: "+upstreamDate+"\r\nContent-Length: 2\r\n\r\nok")
 		}
 		return true
 	})
 	p := newTestProxy(t, Options{}, s.upstream())
 	addr, cfg, _ := fastFront(t, p, ConnOptions{})
 	rc := dialRaw(t, addr, cfg)
+
+	// One Date: the upstream's when it sent one, else flowgate's; and no
+	// Content-Type the upstream did not send.
+	rc.send("GET /dated HTTP/1.1\r\nHost: a\r\n\r\n")
+	if resp, body := rc.read("GET"); body != "ok" || !slices.Equal(resp.Header["Date"], []string{upstreamDate}) || resp.Header["Content-Type"] != nil {
+		t.Errorf("upstream's Date: got Date %q, Content-Type %q; want Date [%s], no Content-Type", resp.Header["Date"], resp.Header["Content-Type"], upstreamDate)
+	}
+	rc.send("GET /hop HTTP/1.1\r\nHost: a\r\n\r\n")
+	if resp, _ := rc.read("GET"); len(resp.Header["Date"]) != 1 {
+		t.Errorf("no upstream Date: got Date %q; want flowgate's, once", resp.Header["Date"])
+	}
 
 	rc.send("GET /chunked HTTP/1.1\r\nHost: a\r\n\r\n")
 	resp, body := rc.read("GET")

@@ -50,6 +50,9 @@ func TestFastPathMatchesNetHTTP(t *testing.T) {
 			if gotOn.status == 0 {
 				t.Errorf("no response: %s", gotOn)
 			}
+			if gotOn.dates != 1 || gotOff.dates != 1 {
+				t.Errorf("Date fields: %d on the fast path, %d through net/http; want one each", gotOn.dates, gotOff.dates)
+			}
 		})
 	}
 
@@ -92,6 +95,7 @@ func TestQueryForwardedAsSent(t *testing.T) {
 type exchange struct {
 	status int
 	fields []string // response fields other than Date and the framing
+	dates  int      // Date fields
 	body   string
 }
 
@@ -114,7 +118,10 @@ func curlExchange(t *testing.T, fg *harness.Flowgate, args []string, path string
 	for _, l := range lines[1:] {
 		k, _, _ := strings.Cut(l, ":")
 		switch strings.ToLower(k) {
-		case "date", "content-length", "transfer-encoding":
+		case "date":
+			e.dates++
+			continue
+		case "content-length", "transfer-encoding":
 			continue
 		}
 		e.fields = append(e.fields, l)
