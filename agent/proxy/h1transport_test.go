@@ -14,6 +14,7 @@ import (
 	"net/url"
 	"reflect"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -427,6 +428,42 @@ func TestWriteRequestURI(t *testing.T) {
 		bw.Flush()
 		if got, want := b.String(), u.RequestURI(); got != want {
 			t.Errorf("writeRequestURI(%#v) = %q; want %q", u, got, want)
+		}
+	}
+}
+
+// upstreamDate is a Date an upstream sends, unlike any flowgate would.
+const upstreamDate = "Mon, 02 Jan 2006 15:04:05 GMT"
+
+// TestNetHTTPPathPassesResponseFields: off the fast path (HTTP/2, and
+// HTTP/1.1 through net/http's server), a response goes to the client with
+// the upstream's one Date, and without a Content-Type when the upstream
+// sent none: net/http's server would sniff one from the body.
+func TestNetHTTPPathPassesResponseFields(t *testing.T) {
+	s := newScriptedUpstream(t, func(_, _ int, req *http.Request, w io.Writer) bool {
+		io.WriteString(w, "HTTP/1.1 200 OK\r\nDate: "+upstreamDate+"\r\nContent-Length: 15\r\n\r\n<html>hi</html>")
+		return true
+	})
+	p := newTestProxy(t, Options{}, s.upstream())
+	for _, h2 := range []bool{false, true} {
+		srv := httptest.NewUnstartedServer(p)
+		srv.EnableHTTP2 = h2
+		srv.StartTLS()
+		t.Cleanup(srv.Close)
+		resp, err := srv.Client().Get(srv.URL + "/x")
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if string(body) != "<html>hi</html>" || resp.ProtoMajor != map[bool]int{false: 1, true: 2}[h2] {
+			t.Fatalf("%s: got %q", resp.Proto, body)
+		}
+		if ct := resp.Header["Content-Type"]; ct != nil {
+			t.Errorf("%s: Content-Type %q; want none, as the upstream sent", resp.Proto, ct)
+		}
+		if d := resp.Header["Date"]; !slices.Equal(d, []string{upstreamDate}) {
+			t.Errorf("%s: Date %q; want the upstream's [%s]", resp.Proto, d, upstreamDate)
 		}
 	}
 }

@@ -637,6 +637,14 @@ func (st *requestState) setForwarded(h http.Header, host string, o *Options) {
 func (p *Proxy) modifyResponse(resp *http.Response) error {
 	st := stateFrom(resp.Request.Context())
 	st.setStickyCookie(resp.Header)
+	if _, ok := resp.Header["Content-Type"]; !ok {
+		// net/http's server would sniff the body and add a Content-Type
+		// the upstream never sent (text/html, say, for a body a browser
+		// told "nosniff" would not render); the key with no value stops
+		// it, and the response goes out without one, as the fast path
+		// and NGINX send it.
+		st.rec.Header()["Content-Type"] = nil
+	}
 	if resp.StatusCode == http.StatusSwitchingProtocols {
 		return p.startTunnel(st, resp)
 	}
