@@ -196,18 +196,21 @@ func after(d time.Duration) time.Time {
 	return time.Now().Add(d)
 }
 
-var errNotFast = errors.New("request head too large for the fast path")
+var errNotFast = errors.New("request head not for the fast path")
 
 // readHead returns the next request head, up to and including its empty
-// line, without consuming it. Reading more than is buffered sets the
-// header timeout first, unless deadline is already set for the head.
+// line, without consuming it; errNotFast for a head too large for the
+// read buffer or with a line ended by LF alone. Reading more than is
+// buffered sets the header timeout first, unless deadline is already set
+// for the head.
 func (c *fastConn) readHead(deadline time.Time) ([]byte, error) {
 	for {
 		b, _ := c.br.Peek(c.br.Buffered())
 		if i := bytes.Index(b, []byte("\r\n\r\n")); i >= 0 {
 			return b[:i+4], nil
 		}
-		if len(b) == c.br.Size() {
+		if len(b) == c.br.Size() || hasBareLF(b) {
+			// Too large, or a line ended by LF alone: net/http reads it.
 			return nil, errNotFast
 		}
 		if deadline.IsZero() {

@@ -286,6 +286,37 @@ func TestFastPathUpstreamResponses(t *testing.T) {
 	}
 }
 
+// TestFastPathBareLF: a request head, or an upstream's response head,
+// whose lines end in LF alone goes to net/http's parsers at once, which
+// read it; waiting for the "\r\n\r\n" of a strict head would last until a
+// timeout.
+func TestFastPathBareLF(t *testing.T) {
+	s := newScriptedUpstream(t, func(_, _ int, req *http.Request, w io.Writer) bool {
+		if req.URL.Path == "/lf" {
+			io.WriteString(w, "HTTP/1.1 200 OK\nContent-Length: 2\nX-A: 1\n\nok")
+		} else {
+			io.WriteString(w, okReply("crlf"))
+		}
+		return true
+	})
+	p := newTestProxy(t, Options{}, s.upstream())
+	addr, cfg, _ := fastFront(t, p, ConnOptions{})
+
+	rc := dialRaw(t, addr, cfg)
+	rc.c.SetDeadline(time.Now().Add(3 * time.Second))
+	rc.send("GET /lf HTTP/1.1\r\nHost: a\r\n\r\n")
+	if resp, body := rc.read("GET"); resp.StatusCode != 200 || body != "ok" || resp.Header.Get("X-A") != "1" {
+		t.Errorf("upstream head in bare LFs: got %d %q %v", resp.StatusCode, body, resp.Header)
+	}
+
+	rc = dialRaw(t, addr, cfg)
+	rc.c.SetDeadline(time.Now().Add(3 * time.Second))
+	rc.send("GET /x HTTP/1.1\nHost: a\n\n")
+	if resp, body := rc.read("GET"); resp.StatusCode != 200 || body != "crlf" {
+		t.Errorf("request head in bare LFs: got %d %q", resp.StatusCode, body)
+	}
+}
+
 func TestFastPathAnswers(t *testing.T) {
 	paths, err := NewPathPolicy([]string{"/actuator"}, nil)
 	if err != nil {

@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"bytes"
 	"context"
 	"net/http"
 	"net/textproto"
@@ -175,6 +176,24 @@ func parsePlainTarget(u *url.URL, target string) bool {
 // emptyValue is a field with an empty value, which Request.Write leaves
 // out. It is shared: nothing may append to it.
 var emptyValue = []string{""}
+
+// hasBareLF reports whether b has a line ended by LF alone. A head with
+// one never shows the "\r\n\r\n" that ends a strict one; net/http's
+// parsers, which take a bare LF as a line end (RFC 9112 section 2.2),
+// read it instead.
+func hasBareLF(b []byte) bool {
+	for i := bytes.IndexByte(b, '\n'); i >= 0; {
+		if i == 0 || b[i-1] != '\r' {
+			return true
+		}
+		j := bytes.IndexByte(b[i+1:], '\n')
+		if j < 0 {
+			return false
+		}
+		i += 1 + j
+	}
+	return false
+}
 
 // cutLine cuts a CRLF-terminated line off b. A bare LF or CR declines the
 // request.

@@ -188,3 +188,19 @@ func TestRequestBufReuse(t *testing.T) {
 		t.Errorf("a plain request costs %.0f allocations; want 1 (its head's text)", allocs)
 	}
 }
+
+func TestHasBareLF(t *testing.T) {
+	for in, want := range map[string]bool{
+		"":                                false,
+		"GET / HTTP/1.1\r\nHost: a\r\n":   false,
+		"GET / HTTP/1.1\r\nHost: a\r":     false,
+		"GET / HTTP/1.1\nHost: a\n\n":     true,
+		"GET / HTTP/1.1\r\nHost: a\n\r\n": true,
+		"\n":                              true,
+		"a\r\nb\r\n\n":                    true,
+	} {
+		if got := hasBareLF([]byte(in)); got != want {
+			t.Errorf("hasBareLF(%q) = %v; want %v", in, got, want)
+		}
+	}
+}

@@ -117,15 +117,15 @@ func (b *responseBuf) release() {
 
 // peekHead returns the buffered bytes up to and including the empty line
 // that ends a head, reading more while the buffer has room; false when
-// the head does not fit in the buffer or the read fails (net/http's
-// parser then reports the failure).
+// the head does not fit in the buffer, has a line ended by LF alone, or
+// the read fails (net/http's parser then reads it or reports the failure).
 func peekHead(br *bufio.Reader) ([]byte, bool) {
 	for {
 		b, _ := br.Peek(br.Buffered())
 		if i := bytes.Index(b, []byte("\r\n\r\n")); i >= 0 {
 			return b[:i+4], true
 		}
-		if len(b) == br.Size() {
+		if len(b) == br.Size() || hasBareLF(b) {
 			return nil, false
 		}
 		if _, err := br.Peek(len(b) + 1); err != nil {
