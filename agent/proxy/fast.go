@@ -312,7 +312,9 @@ func (c *fastConn) writeResponse(st *requestState, req *http.Request, resp *http
 	}
 	conn := resp.Header["Connection"]
 	for k, vv := range resp.Header {
-		if responseHopField(k) || len(conn) > 0 && hasToken(conn, k) {
+		if responseHopField(k) || len(conn) > 0 && hasToken(conn, k) || !validFieldName(k) {
+			// An invalid name (net/http's parser lets one with a space
+			// through) is dropped, as net/http's server drops it.
 			continue
 		}
 		for _, v := range vv {
@@ -340,9 +342,13 @@ func (c *fastConn) writeResponse(st *requestState, req *http.Request, resp *http
 		if len(resp.Trailer) > 0 {
 			keys := make([]string, 0, len(resp.Trailer))
 			for k := range resp.Trailer {
-				keys = append(keys, k)
+				if validFieldName(k) {
+					keys = append(keys, k)
+				}
 			}
-			writeField(bw, "Trailer", strings.Join(keys, ", "))
+			if len(keys) > 0 {
+				writeField(bw, "Trailer", strings.Join(keys, ", "))
+			}
 		}
 	}
 	if closeAfter || c.s.closing.Load() {
@@ -392,6 +398,9 @@ func (c *fastConn) writeResponse(st *requestState, req *http.Request, resp *http
 	if chunked {
 		bw.WriteString("0\r\n")
 		for k, vv := range resp.Trailer {
+			if !validFieldName(k) {
+				continue
+			}
 			for _, v := range vv {
 				writeField(bw, k, v)
 			}
