@@ -472,6 +472,10 @@ func stateFrom(ctx context.Context) *requestState {
 func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	st := p.newState(r.Context(), w, r)
 	defer p.handlerDone(st)
+	if msg := malformed(r); msg != "" {
+		writeError(&st.rec, http.StatusBadRequest, msg)
+		return
+	}
 	if !p.admit(st, r, parsePeer(r.RemoteAddr), r.Header["X-Forwarded-For"]) {
 		return
 	}
@@ -482,6 +486,21 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		defer st.body.closed.Store(true)
 	}
 	p.rp.ServeHTTP(&st.rec, r.WithContext(st))
+}
+
+// malformed names what net/http's HTTP/2 server lets through and its
+// HTTP/1.1 server answers 400: a Host (an :authority) that is no host, a
+// method that is no token. Sent upstream, such a request fails every
+// attempt in the transport, before a byte goes out, and each failure
+// would count against an upstream: a few requests would eject them all.
+func malformed(r *http.Request) string {
+	switch {
+	case !validHostHeader(r.Host):
+		return "malformed Host header\n"
+	case !validFieldName(r.Method): // a method is a token, as a field name is
+		return "malformed method\n"
+	}
+	return ""
 }
 
 // hasBody reports whether r may carry a body. HTTP/2 gives every request

@@ -3,6 +3,7 @@ package fault
 import (
 	"fmt"
 	"net/http"
+	"os/exec"
 	"strings"
 	"testing"
 	"time"
@@ -56,5 +57,41 @@ func TestClientBodyErrors(t *testing.T) {
 				t.Errorf("a well-formed request after the bad ones: got status %d; want 200", resp.StatusCode)
 			}
 		})
+	}
+}
+
+// TestClientMalformedOverHTTP2 sends HTTP/2 requests (curl, a real
+// client) whose :authority is no valid Host, or whose method is no token.
+// net/http's HTTP/1.1 server answers such a request 400 itself; over
+// HTTP/2 flowgate must, too, and must not send it upstream, where it
+// failed every attempt and counted against the upstream: three such
+// requests ejected every node.
+func TestClientMalformedOverHTTP2(t *testing.T) {
+	t.Parallel()
+	curl := harness.RequireTool(t, "curl")
+	stub := harness.StartStub(t, "n1")
+	fg := harness.StartFlowgate(t, harness.Options{Upstreams: []string{stub.Addr}})
+	const rounds = 4 // more than the default max_fails of 3
+	for _, args := range [][]string{
+		{"-H", "Host: a b"}, {"-H", "Host: a\"b"}, {"-H", "Host: a{b}"},
+		{"-X", "G(ET"}, {"-X", "P(ST", "-d", "x"}, {"-X", "GET/"},
+	} {
+		for i := range rounds {
+			cmd := append([]string{"-sk", "--http2", "--max-time", "10", "-o", "/dev/null", "-w", "%{http_version} %{http_code}"}, args...)
+			out, err := exec.Command(curl, append(cmd, fg.URL("/headers"))...).Output()
+			if err != nil {
+				t.Fatalf("curl %q: %v", args, err)
+			}
+			if got := string(out); got != "2 400" {
+				t.Errorf("%q, round %d: got HTTP version and status %q; want \"2 400\"", args, i, got)
+			}
+		}
+	}
+	st := fg.Status()
+	if len(st.Upstreams) != 1 || st.Upstreams[0].State != "up" {
+		t.Errorf("upstream after malformed requests: got %+v; want state up", st.Upstreams)
+	}
+	if resp, _ := fg.Get("/headers"); resp.StatusCode != http.StatusOK {
+		t.Errorf("a well-formed request after the bad ones: got status %d; want 200", resp.StatusCode)
 	}
 }
