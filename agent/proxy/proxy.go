@@ -476,6 +476,13 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		writeError(&st.rec, http.StatusBadRequest, msg)
 		return
 	}
+	if r.Method == http.MethodConnect {
+		// A tunnel to wherever the client names is a forward proxy's
+		// job; sent to a node, the request makes no sense (NGINX refuses
+		// it too).
+		writeError(&st.rec, http.StatusNotImplemented, "CONNECT is not supported: flowgate is a reverse proxy\n")
+		return
+	}
 	if !p.admit(st, r, parsePeer(r.RemoteAddr), r.Header["X-Forwarded-For"]) {
 		return
 	}

@@ -95,3 +95,25 @@ func TestClientMalformedOverHTTP2(t *testing.T) {
 		t.Errorf("a well-formed request after the bad ones: got status %d; want 200", resp.StatusCode)
 	}
 }
+
+// TestClientConnectRefused: CONNECT asks for a tunnel, a forward proxy's
+// job. flowgate answers 501 and sends nothing upstream, where it forwarded
+// "CONNECT / HTTP/1.1" before.
+func TestClientConnectRefused(t *testing.T) {
+	t.Parallel()
+	curl := harness.RequireTool(t, "curl")
+	stub := harness.StartStub(t, "n1")
+	fg := harness.StartFlowgate(t, harness.Options{Upstreams: []string{stub.Addr}})
+	before := fg.Status().Upstreams[0].Requests
+	out, err := exec.Command(curl, "-sk", "--http1.1", "--max-time", "10", "-w", " %{http_code}",
+		"-X", "CONNECT", "--request-target", "example.com:443", fg.URL("/")).Output()
+	if err != nil {
+		t.Fatalf("curl CONNECT: %v", err)
+	}
+	if got, want := string(out), "CONNECT is not supported: flowgate is a reverse proxy\n 501"; got != want {
+		t.Errorf("CONNECT: got %q; want %q", got, want)
+	}
+	if n := fg.Status().Upstreams[0].Requests - before; n != 0 {
+		t.Errorf("requests sent upstream for a CONNECT: %d; want 0", n)
+	}
+}
