@@ -48,14 +48,7 @@ func TestClientBodyErrors(t *testing.T) {
 					t.Errorf("round %d: got status %d; want %d", i, got, p.want)
 				}
 			}
-			st := fg.Status()
-			if len(st.Upstreams) != 1 || st.Upstreams[0].State != "up" {
-				t.Errorf("upstream after %d bad client bodies: got %+v; want state up", rounds, st.Upstreams)
-			}
-			resp, _ := fg.Get("/headers")
-			if resp.StatusCode != http.StatusOK {
-				t.Errorf("a well-formed request after the bad ones: got status %d; want 200", resp.StatusCode)
-			}
+			checkUpstreamUnharmed(t, fg, "bad client bodies")
 		})
 	}
 }
@@ -87,12 +80,19 @@ func TestClientMalformedOverHTTP2(t *testing.T) {
 			}
 		}
 	}
+	checkUpstreamUnharmed(t, fg, "malformed requests")
+}
+
+// checkUpstreamUnharmed checks that fg's one upstream is up after what the
+// client did, and answers a well-formed request.
+func checkUpstreamUnharmed(t *testing.T, fg *harness.Flowgate, after string) {
+	t.Helper()
 	st := fg.Status()
 	if len(st.Upstreams) != 1 || st.Upstreams[0].State != "up" {
-		t.Errorf("upstream after malformed requests: got %+v; want state up", st.Upstreams)
+		t.Errorf("upstream after %s: got %+v; want state up", after, st.Upstreams)
 	}
 	if resp, _ := fg.Get("/headers"); resp.StatusCode != http.StatusOK {
-		t.Errorf("a well-formed request after the bad ones: got status %d; want 200", resp.StatusCode)
+		t.Errorf("a well-formed request after %s: got status %d; want 200", after, resp.StatusCode)
 	}
 }
 
