@@ -312,9 +312,7 @@ func (c *fastConn) writeResponse(st *requestState, req *http.Request, resp *http
 	}
 	conn := resp.Header["Connection"]
 	for k, vv := range resp.Header {
-		if responseHopField(k) || len(conn) > 0 && hasToken(conn, k) || !validFieldName(k) {
-			// An invalid name (net/http's parser lets one with a space
-			// through) is dropped, as net/http's server drops it.
+		if responseHopField(k) || len(conn) > 0 && hasToken(conn, k) {
 			continue
 		}
 		for _, v := range vv {

@@ -488,6 +488,14 @@ func readResponse(br *bufio.Reader, req *http.Request, rb *responseBuf) (*http.R
 			if resp, err = http.ReadResponse(br, req); err != nil {
 				return nil, err
 			}
+			// net/http's parser lets a field name with a space through
+			// (go.dev/issue/34540); net/http's server would drop it, and
+			// so does flowgate. The fast parser takes only valid names.
+			for k := range resp.Header {
+				if !validFieldName(k) {
+					delete(resp.Header, k)
+				}
+			}
 		}
 		code := resp.StatusCode
 		if code < 100 || code >= 200 || code == http.StatusSwitchingProtocols {
