@@ -38,9 +38,9 @@ func fastFront(t *testing.T, p *Proxy, o ConnOptions) (string, *tls.Config, *Con
 	return fastFrontVia(t, p, o, nil)
 }
 
-// fastFrontVia is fastFront with the net/http server accepting through
-// wrap(the fast path's listener) when wrap is not nil.
-func fastFrontVia(t *testing.T, p *Proxy, o ConnOptions, wrap func(net.Listener) net.Listener) (string, *tls.Config, *ConnServer) {
+// testCert is a self-signed ECDSA certificate for 127.0.0.1, valid for an
+// hour, and its parsed leaf.
+func testCert(t *testing.T) (tls.Certificate, *x509.Certificate) {
 	t.Helper()
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
@@ -53,7 +53,18 @@ func fastFrontVia(t *testing.T, p *Proxy, o ConnOptions, wrap func(net.Listener)
 	if err != nil {
 		t.Fatal(err)
 	}
-	leaf, _ := x509.ParseCertificate(der)
+	leaf, err := x509.ParseCertificate(der)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key, Leaf: leaf}, leaf
+}
+
+// fastFrontVia is fastFront with the net/http server accepting through
+// wrap(the fast path's listener) when wrap is not nil.
+func fastFrontVia(t *testing.T, p *Proxy, o ConnOptions, wrap func(net.Listener) net.Listener) (string, *tls.Config, *ConnServer) {
+	t.Helper()
+	cert, leaf := testCert(t)
 	pool := x509.NewCertPool()
 	pool.AddCert(leaf)
 	if o.Front == nil {
@@ -68,7 +79,7 @@ func fastFrontVia(t *testing.T, p *Proxy, o ConnOptions, wrap func(net.Listener)
 	}
 	cs := p.NewConnServer(o)
 	srv := &http.Server{Handler: p, ErrorLog: log.New(testWriter{t}, "", 0)}
-	hl := cs.Listen(ln, &tls.Config{Certificates: []tls.Certificate{{Certificate: [][]byte{der}, PrivateKey: key}},
+	hl := cs.Listen(ln, &tls.Config{Certificates: []tls.Certificate{cert},
 		NextProtos: []string{"h2", "http/1.1"}}, log.New(testWriter{t}, "", 0))
 	if wrap != nil {
 		hl = wrap(hl)

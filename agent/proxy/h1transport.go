@@ -146,7 +146,9 @@ func (t *h1Transport) get(ctx context.Context, fresh bool, now time.Time) (*h1Co
 		t.idle[n-1] = nil
 		t.idle = t.idle[:n-1]
 		t.mu.Unlock()
-		if now.Sub(c.idleSince) < t.idleTimeout && c.alive() {
+		// A pollConn is checked within the read of the response
+		// (pollConn.hold), just before the request goes out.
+		if now.Sub(c.idleSince) < t.idleTimeout && (c.pc != nil || c.alive()) {
 			c.reused = true
 			return c, nil
 		}
@@ -162,7 +164,11 @@ func (t *h1Transport) dial(ctx context.Context) (*h1Conn, error) {
 	if err != nil {
 		return nil, err
 	}
+	if t.tlsConfig == nil {
+		nc = newPollConn(nc)
+	}
 	c := &h1Conn{t: t, nc: nc, fd: -1}
+	c.pc, _ = nc.(*pollConn)
 	tcp := nc
 	if tc, ok := nc.(*tls.Conn); ok {
 		tcp = tc.NetConn()
@@ -275,6 +281,7 @@ type h1Conn struct {
 	t  *h1Transport
 	nc net.Conn
 	fd int           // the TCP socket's descriptor, for the liveness check; -1 if unknown
+	pc *pollConn     // nc, when a request can be sent within the read of its response; else nil
 	br *bufio.Reader // reads through the h1Conn (Read below); nil while idle
 
 	reused    bool
@@ -351,6 +358,9 @@ func (c *h1Conn) roundTrip(req *http.Request, rb *responseBuf) (*http.Response, 
 	c.br.Reset(c)
 	bw := h1Writers.Get().(*bufio.Writer)
 	bw.Reset(c.nc)
+	if c.pc != nil {
+		c.pc.hold(c.reused) // the request goes out within the first read of the response
+	}
 	err := writeRequest(bw, req)
 	if err == nil {
 		err = bw.Flush()
@@ -366,7 +376,10 @@ func (c *h1Conn) roundTrip(req *http.Request, rb *responseBuf) (*http.Response, 
 	}
 	resp, err := readResponse(c.br, req, rb)
 	if err != nil {
-		if c.got == 0 && (errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, syscall.ECONNRESET)) {
+		var held *heldWriteError
+		if errors.As(err, &held) {
+			err = &staleConnError{err: held.err, unsent: true}
+		} else if c.got == 0 && (errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, syscall.ECONNRESET)) {
 			err = &staleConnError{err: err}
 		}
 		return fail(err)

@@ -1,0 +1,8 @@
+package proxy
+
+// heldWriteError is a failure to send what a pollConn held, reported by
+// the read that was to send it.
+type heldWriteError struct{ err error }
+
+func (e *heldWriteError) Error() string { return e.err.Error() }
+func (e *heldWriteError) Unwrap() error { return e.err }
