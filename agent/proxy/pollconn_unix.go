@@ -169,6 +169,10 @@ func (c *pollConn) step(fd uintptr) bool {
 			n, err := syscall.Write(int(fd), c.send)
 			switch err {
 			case nil:
+				if n <= 0 {
+					c.werr = io.ErrUnexpectedEOF // as net's write, which would loop otherwise
+					return true
+				}
 				c.send = c.send[n:]
 			case syscall.EINTR:
 			case syscall.EAGAIN:
