@@ -292,3 +292,39 @@ func TestClosedLoopIgnoresFailuresPastTheEnd(t *testing.T) {
 		t.Errorf("elapsed: got %v; want at least the 50ms asked for", r.elapsed)
 	}
 }
+
+// Same-round ratios pair a peer's runs with flowgate's by round, skip a
+// round either failed, and take the median; the ratio of medians, which
+// the targets use, stays as it was.
+func TestReportSameRoundRatios(t *testing.T) {
+	var res []result
+	// The machine flips between speeds from run to run: flowgate's last
+	// runs caught slow moments that nginx's, seconds apart, did not.
+	fg := []float64{62000, 61000, 56000, 55000, 54000}
+	ng := []float64{60000, 61000, 57000, 55000, 60000}
+	for run := range fg {
+		res = append(res,
+			result{Scenario: "h1-keepalive-1k", Peer: "flowgate", Run: run, Value: fg[run], CPUPerReqUs: 15, CoreUse: 0.99},
+			result{Scenario: "h1-keepalive-1k", Peer: "nginx", Run: run, Value: ng[run], CPUPerReqUs: 16, CoreUse: 0.99})
+	}
+	res = append(res,
+		result{Scenario: "h1-keepalive-1k", Peer: "caddy", Run: 0, Value: 20000, CoreUse: 0.99},
+		result{Scenario: "h1-keepalive-1k", Peer: "caddy", Run: 1, Error: "boom"},
+		result{Scenario: "h1-keepalive-1k", Peer: "caddy", Run: 2, Value: 10000, CoreUse: 0.99})
+	rep := buildReport(map[string]any{"runs": 5}, res, nil)
+	ka := rep.scenario("h1-keepalive-1k")
+	if got := ka.Ratios["nginx"]; math.Abs(got-56000.0/60000) > 1e-9 {
+		t.Errorf("ratio of medians flowgate/nginx: got %v; want %v", got, 56000.0/60000)
+	}
+	same := ka.SameRound["nginx"]
+	if same.Rounds != 5 || math.Abs(same.Value-1) > 1e-9 || math.Abs(same.CPU-15.0/16) > 1e-9 {
+		t.Errorf("same-round flowgate/nginx: got %+v; want 5 rounds, 1, %v", same, 15.0/16)
+	}
+	cd := ka.SameRound["caddy"]
+	if want := median([]float64{62000.0 / 20000, 56000.0 / 10000}); cd.Rounds != 2 || math.Abs(cd.Value-want) > 1e-9 || cd.CPU != 0 {
+		t.Errorf("same-round flowgate/caddy: got %+v; want 2 rounds, %v, no CPU ratio", cd, want)
+	}
+	if md := rep.markdown(); !strings.Contains(md, "| 1.00 · 0.94 |") {
+		t.Errorf("markdown lacks the same-round row:\n%s", md)
+	}
+}
