@@ -483,6 +483,13 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		writeError(&st.rec, http.StatusNotImplemented, "CONNECT is not supported: flowgate is a reverse proxy\n")
 		return
 	}
+	if r.Method == http.MethodTrace {
+		// A node that answers TRACE echoes the request back, cookies and
+		// all, to whatever script sent it (cross-site tracing). NGINX
+		// answers 405 to every TRACE; so does flowgate.
+		writeError(&st.rec, http.StatusMethodNotAllowed, "TRACE is not allowed\n")
+		return
+	}
 	if !p.admit(st, r, parsePeer(r.RemoteAddr), r.Header["X-Forwarded-For"]) {
 		return
 	}

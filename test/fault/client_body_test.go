@@ -96,24 +96,34 @@ func checkUpstreamUnharmed(t *testing.T, fg *harness.Flowgate, after string) {
 	}
 }
 
-// TestClientConnectRefused: CONNECT asks for a tunnel, a forward proxy's
-// job. flowgate answers 501 and sends nothing upstream, where it forwarded
-// "CONNECT / HTTP/1.1" before.
-func TestClientConnectRefused(t *testing.T) {
+// TestClientConnectAndTraceRefused: CONNECT asks for a tunnel, a forward
+// proxy's job; flowgate answers 501 and sends nothing upstream, where it
+// forwarded "CONNECT / HTTP/1.1" before. TRACE would have a node echo the
+// request, cookies and all; flowgate answers 405, as NGINX does, where it
+// forwarded it before.
+func TestClientConnectAndTraceRefused(t *testing.T) {
 	t.Parallel()
 	curl := harness.RequireTool(t, "curl")
 	stub := harness.StartStub(t, "n1")
 	fg := harness.StartFlowgate(t, harness.Options{Upstreams: []string{stub.Addr}})
-	before := fg.Status().Upstreams[0].Requests
-	out, err := exec.Command(curl, "-sk", "--http1.1", "--max-time", "10", "-w", " %{http_code}",
-		"-X", "CONNECT", "--request-target", "example.com:443", fg.URL("/")).Output()
-	if err != nil {
-		t.Fatalf("curl CONNECT: %v", err)
-	}
-	if got, want := string(out), "CONNECT is not supported: flowgate is a reverse proxy\n 501"; got != want {
-		t.Errorf("CONNECT: got %q; want %q", got, want)
-	}
-	if n := fg.Status().Upstreams[0].Requests - before; n != 0 {
-		t.Errorf("requests sent upstream for a CONNECT: %d; want 0", n)
+	for _, tt := range []struct {
+		proto, method, target, want string
+	}{
+		{"--http1.1", "CONNECT", "example.com:443", "CONNECT is not supported: flowgate is a reverse proxy\n 501"},
+		{"--http1.1", "TRACE", "/", "TRACE is not allowed\n 405"},
+		{"--http2", "TRACE", "/", "TRACE is not allowed\n 405"},
+	} {
+		before := fg.Status().Upstreams[0].Requests
+		out, err := exec.Command(curl, "-sk", tt.proto, "--max-time", "10", "-w", " %{http_code}",
+			"-H", "Cookie: session=secret", "-X", tt.method, "--request-target", tt.target, fg.URL("/")).Output()
+		if err != nil {
+			t.Fatalf("curl %s %s: %v", tt.proto, tt.method, err)
+		}
+		if got := string(out); got != tt.want {
+			t.Errorf("%s %s: got %q; want %q", tt.proto, tt.method, got, tt.want)
+		}
+		if n := fg.Status().Upstreams[0].Requests - before; n != 0 {
+			t.Errorf("requests sent upstream for %s %s: %d; want 0", tt.proto, tt.method, n)
+		}
 	}
 }
