@@ -243,6 +243,9 @@ type HTTPConfig struct {
 	FastPath bool `yaml:"fast_path"`
 	// MaxBodyBytes bounds request bodies; 0 means no limit.
 	MaxBodyBytes int64 `yaml:"max_body_bytes"`
+	// ClientBodyTimeout bounds each wait for more of a request body (408
+	// beyond); 0 means no limit.
+	ClientBodyTimeout time.Duration `yaml:"client_body_timeout"`
 	// MaxConnections bounds concurrent client connections per listener;
 	// 0 means no limit.
 	MaxConnections int `yaml:"max_connections"`
@@ -322,6 +325,7 @@ func Default() Config {
 			AllowedPaths:      []string{"/actuator/health"},
 			ReadHeaderTimeout: 10 * time.Second,
 			IdleTimeout:       120 * time.Second,
+			ClientBodyTimeout: 60 * time.Second,
 			MaxHeaderBytes:    64 << 10,
 			FastPath:          true,
 			MaxConnections:    10000,
@@ -528,6 +532,9 @@ func (c *Config) Validate() error {
 	}
 	add(positive("http.read_header_timeout", c.HTTP.ReadHeaderTimeout))
 	add(positive("http.idle_timeout", c.HTTP.IdleTimeout))
+	if c.HTTP.ClientBodyTimeout < 0 {
+		add(fieldErr("http.client_body_timeout", "must not be negative (0 = no limit)"))
+	}
 	if c.HTTP.MaxHeaderBytes < 4096 {
 		add(fieldErr("http.max_header_bytes", "%d is too small; at least 4096", c.HTTP.MaxHeaderBytes))
 	}

@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httputil"
+	"os"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -53,6 +54,10 @@ type Options struct {
 	MaxWebSockets int
 	// MaxBodyBytes bounds request bodies (413 beyond); 0 means no limit.
 	MaxBodyBytes int64
+	// ClientBodyTimeout bounds each wait for the next piece of a request
+	// body, as NGINX's client_body_timeout: a client that stops sending
+	// gets 408 and its upstream request is cut. 0 means no limit.
+	ClientBodyTimeout time.Duration
 	// RateLimit, when set, limits requests per client address (the client
 	// as TrustedProxies determine it): 429 with Retry-After beyond it. Nil
 	// means no limit. Keep the same limiter across SetOptions to keep the
@@ -495,6 +500,10 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	if hasBody(r) {
 		st.reqBody.ReadCloser = r.Body
+		if d := st.opts.ClientBodyTimeout; d > 0 {
+			st.reqBody.timeout = d
+			st.reqBody.rc = http.NewResponseController(w)
+		}
 		st.body = &st.reqBody
 		r.Body = st.body
 		defer st.body.closed.Store(true)
@@ -771,14 +780,16 @@ func (rt roundTripper) roundTrip(st *requestState, req *http.Request) (*http.Res
 		if isConnectError(err) {
 			connectFailures++
 		}
-		if req.Context().Err() != nil {
-			return nil, err // the client went away; not the upstream's fault
-		}
 		if bodyErr := st.body.clientError(); bodyErr != nil {
-			// The client's body was malformed or too large: the client's
-			// fault, so no retry and no mark against the upstream.
+			// The client's body was malformed, too large or too slow: the
+			// client's fault, so no retry and no mark against the
+			// upstream. (A body read that timed out also cancels an
+			// HTTP/1.1 request's context.)
 			st.upstream = u
 			return nil, &clientBodyError{err: bodyErr}
+		}
+		if req.Context().Err() != nil {
+			return nil, err // the client went away; not the upstream's fault
 		}
 		// The failure's own time: the attempt may have taken as long as a
 		// timeout, longer than the fail timeout itself.
@@ -861,23 +872,59 @@ func (b *countedBody) Close() error {
 // that a request whose body is untouched can go to another upstream. Close
 // is left to the server, which owns the body; once the handler has returned,
 // a transport goroutine that outlived it can no longer read.
+//
+// With a timeout, each read must bring data within it: the client
+// connection's (or HTTP/2 stream's) read deadline is renewed before each
+// read, lazily (keptDeadline), and cleared once the body ends or fails, so
+// that it bounds nothing after the body.
 type retryableBody struct {
 	io.ReadCloser
 	read   atomic.Bool
 	closed atomic.Bool
 	failed atomic.Pointer[error] // the first read error other than EOF
+
+	// Touched only by the one goroutine that reads the body at a time.
+	timeout  time.Duration            // ClientBodyTimeout; 0 for none
+	rc       *http.ResponseController // sets the read deadline when timeout is set
+	deadline keptDeadline
 }
 
 var errBodyAfterHandler = errors.New("request body read after the handler returned")
+
+// bodyTimeoutError is a client that sent nothing of its body for the
+// timeout.
+type bodyTimeoutError struct {
+	timeout time.Duration
+	err     error
+}
+
+func (e *bodyTimeoutError) Error() string {
+	return fmt.Sprintf("client sent no part of its body for %v (http.client_body_timeout)", e.timeout)
+}
+func (e *bodyTimeoutError) Unwrap() error { return e.err }
 
 func (b *retryableBody) Read(p []byte) (int, error) {
 	if b.closed.Load() {
 		return 0, errBodyAfterHandler
 	}
 	b.read.Store(true)
+	if b.timeout > 0 {
+		if t, renew := b.deadline.renew(b.timeout); renew {
+			b.rc.SetReadDeadline(t)
+		}
+	}
 	n, err := b.ReadCloser.Read(p)
-	if err != nil && err != io.EOF {
-		b.failed.CompareAndSwap(nil, &err)
+	if err != nil {
+		if b.timeout > 0 {
+			b.rc.SetReadDeadline(time.Time{})
+			b.deadline.set(time.Time{})
+			if errors.Is(err, os.ErrDeadlineExceeded) {
+				err = &bodyTimeoutError{timeout: b.timeout, err: err}
+			}
+		}
+		if err != io.EOF {
+			b.failed.CompareAndSwap(nil, &err)
+		}
 	}
 	return n, err
 }
@@ -937,6 +984,22 @@ func (p *Proxy) errorHandler(w http.ResponseWriter, r *http.Request, err error) 
 // unknown). The client learns the class of failure, never an internal
 // address or a Go error text.
 func (p *Proxy) errorHandlerWith(w http.ResponseWriter, r *http.Request, st *requestState, err error, o *Options) {
+	var cbe *clientBodyError
+	if errors.As(err, &cbe) && errors.As(err, new(*bodyTimeoutError)) {
+		// Before the check for a gone client: net/http's HTTP/1.1 server
+		// cancels the request's context when a read times out, but the
+		// client is there, and NGINX answers it too. An HTTP/1.1
+		// connection closes after the answer (its server would otherwise
+		// wait to read the rest of the body); an HTTP/2 stream ends alone,
+		// where Connection: close would take down the whole connection
+		// and every stream on it.
+		if r.ProtoMajor == 1 {
+			w.Header().Set("Connection", "close")
+		}
+		writeError(w, http.StatusRequestTimeout, "request body timed out\n")
+		o.Logger.Info("client stopped sending its request body", "path", r.URL.Path, "err", cbe.err)
+		return
+	}
 	if r.Context().Err() != nil {
 		return // the client is gone; nobody to answer
 	}
@@ -945,7 +1008,6 @@ func (p *Proxy) errorHandlerWith(w http.ResponseWriter, r *http.Request, st *req
 		upstreamName = st.upstream.key
 	}
 	var ne net.Error
-	var cbe *clientBodyError
 	var mbe *http.MaxBytesError
 	switch {
 	case errors.As(err, &mbe):

@@ -53,6 +53,46 @@ func TestClientBodyErrors(t *testing.T) {
 	}
 }
 
+// TestClientBodyStalled: curl declares 100 bytes of body, sends 5 and
+// then nothing for 3 s. With http.client_body_timeout 1s flowgate answers
+// 408 and cuts the upstream request. Without the timeout the node got the
+// stalled request and answered its 5 bytes (200 "hello"), and a client
+// that never ends would hold its connection and an upstream connection for
+// good. Four stalls at once per protocol, more than max_fails: the
+// upstream is not held responsible.
+func TestClientBodyStalled(t *testing.T) {
+	t.Parallel()
+	curl := harness.RequireTool(t, "curl")
+	sh := harness.RequireTool(t, "sh")
+	stub := harness.StartStub(t, "n1")
+	fg := harness.StartFlowgate(t, harness.Options{
+		Upstreams: []string{stub.Addr},
+		Config:    "http:\n  client_body_timeout: 1s\n",
+	})
+	for _, proto := range []string{"--http1.1", "--http2"} {
+		const stalls = 4
+		outs := make(chan string, stalls)
+		for range stalls {
+			go func() {
+				script := fmt.Sprintf("(printf hello; sleep 3) | %s -sk %s -X POST -T - -H 'Content-Length: 100' -w ' %%{http_code}' --max-time 20 %s",
+					curl, proto, fg.URL("/echo"))
+				out, err := exec.Command(sh, "-c", script).Output()
+				if err != nil {
+					outs <- fmt.Sprintf("curl: %v: %q", err, out)
+					return
+				}
+				outs <- string(out)
+			}()
+		}
+		for range stalls {
+			if got, want := <-outs, "request body timed out\n 408"; got != want {
+				t.Errorf("%s stalled upload: got %q; want %q", proto, got, want)
+			}
+		}
+		checkUpstreamUnharmed(t, fg, proto+" stalled uploads")
+	}
+}
+
 // TestClientMalformedOverHTTP2 sends HTTP/2 requests (curl, a real
 // client) whose :authority is no valid Host, or whose method is no token.
 // net/http's HTTP/1.1 server answers such a request 400 itself; over
