@@ -118,6 +118,16 @@ func TestPollConnSendsLargeHeldWrite(t *testing.T) {
 	}
 }
 
+// heldRequest holds a request on pc, with or without the check, and
+// returns what the read that sends it fails with.
+func heldRequest(pc *pollConn, check bool) error {
+	pc.hold(check)
+	pc.Write([]byte("GET / HTTP/1.1\r\n\r\n"))
+	pc.SetReadDeadline(time.Now().Add(5 * time.Second))
+	_, err := pc.Read(make([]byte, 64))
+	return err
+}
+
 // The check before a held request finds what the upstream did while the
 // connection was idle, and nothing is sent.
 func TestPollConnCheck(t *testing.T) {
@@ -133,10 +143,7 @@ func TestPollConnCheck(t *testing.T) {
 			pc, up := pollPair(t)
 			tt.do(up)
 			time.Sleep(20 * time.Millisecond)
-			pc.hold(true)
-			pc.Write([]byte("GET / HTTP/1.1\r\n\r\n"))
-			pc.SetReadDeadline(time.Now().Add(5 * time.Second))
-			_, err := pc.Read(make([]byte, 64))
+			err := heldRequest(pc, true)
 			var held *heldWriteError
 			if !errors.As(err, &held) || !errors.Is(err, errIdleConnUnusable) {
 				t.Fatalf("read after the upstream's %s: %v; want the check's heldWriteError", tt.name, err)
@@ -156,10 +163,7 @@ func TestPollConnHeldWriteFails(t *testing.T) {
 	up.(*net.TCPConn).SetLinger(0)
 	up.Close()
 	time.Sleep(20 * time.Millisecond)
-	pc.hold(false)
-	pc.Write([]byte("GET / HTTP/1.1\r\n\r\n"))
-	pc.SetReadDeadline(time.Now().Add(5 * time.Second))
-	_, err := pc.Read(make([]byte, 64))
+	err := heldRequest(pc, false)
 	var held *heldWriteError
 	var oe *net.OpError
 	if !errors.As(err, &held) || !errors.As(err, &oe) || oe.Op != "write" ||
