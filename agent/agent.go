@@ -156,6 +156,7 @@ func (a *Agent) proxyOptions(cfg *Config) (proxy.Options, error) {
 		MaxWebSockets:     cfg.HTTP.MaxWebSockets,
 		MaxBodyBytes:      cfg.HTTP.MaxBodyBytes,
 		ClientBodyTimeout: cfg.HTTP.ClientBodyTimeout,
+		SendTimeout:       cfg.HTTP.SendTimeout,
 		Transport: proxy.TransportOptions{
 			DialTimeout:           cfg.Upstreams.DialTimeout,
 			ResponseHeaderTimeout: cfg.Upstreams.ResponseHeaderTimeout,

@@ -246,6 +246,9 @@ type HTTPConfig struct {
 	// ClientBodyTimeout bounds each wait for more of a request body (408
 	// beyond); 0 means no limit.
 	ClientBodyTimeout time.Duration `yaml:"client_body_timeout"`
+	// SendTimeout bounds each wait to write a response to a client that
+	// does not read it; 0 means no limit.
+	SendTimeout time.Duration `yaml:"send_timeout"`
 	// MaxConnections bounds concurrent client connections per listener;
 	// 0 means no limit.
 	MaxConnections int `yaml:"max_connections"`
@@ -326,6 +329,7 @@ func Default() Config {
 			ReadHeaderTimeout: 10 * time.Second,
 			IdleTimeout:       120 * time.Second,
 			ClientBodyTimeout: 60 * time.Second,
+			SendTimeout:       60 * time.Second,
 			MaxHeaderBytes:    64 << 10,
 			FastPath:          true,
 			MaxConnections:    10000,
@@ -534,6 +538,9 @@ func (c *Config) Validate() error {
 	add(positive("http.idle_timeout", c.HTTP.IdleTimeout))
 	if c.HTTP.ClientBodyTimeout < 0 {
 		add(fieldErr("http.client_body_timeout", "must not be negative (0 = no limit)"))
+	}
+	if c.HTTP.SendTimeout < 0 {
+		add(fieldErr("http.send_timeout", "must not be negative (0 = no limit)"))
 	}
 	if c.HTTP.MaxHeaderBytes < 4096 {
 		add(fieldErr("http.max_header_bytes", "%d is too small; at least 4096", c.HTTP.MaxHeaderBytes))

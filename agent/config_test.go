@@ -191,6 +191,7 @@ func TestValidateNamesEachKey(t *testing.T) {
 		{"http.read_header_timeout", func(c *Config) { c.HTTP.ReadHeaderTimeout = 0 }, "positive"},
 		{"http.idle_timeout", func(c *Config) { c.HTTP.IdleTimeout = 0 }, "positive"},
 		{"http.client_body_timeout", func(c *Config) { c.HTTP.ClientBodyTimeout = -time.Second }, "negative"},
+		{"http.send_timeout", func(c *Config) { c.HTTP.SendTimeout = -time.Second }, "negative"},
 		{"http.max_header_bytes", func(c *Config) { c.HTTP.MaxHeaderBytes = 1024 }, "4096"},
 		{"http.max_body_bytes", func(c *Config) { c.HTTP.MaxBodyBytes = -1 }, "negative"},
 		{"http.max_websockets", func(c *Config) { c.HTTP.MaxWebSockets = -1 }, "negative"},

@@ -99,6 +99,10 @@ type fastConn struct {
 	idle bool // waiting for the next request
 	// rdl is the client's read deadline, renewed lazily (keptDeadline).
 	rdl keptDeadline
+	// wdl is its write deadline (Options.SendTimeout), renewed lazily
+	// before each write of a response, and cleared when net/http takes the
+	// connection over.
+	wdl keptDeadline
 
 	// The client watch (startWatch): watch starts it; watching says it is
 	// armed and not yet stopped; watchStopped (under mu) that stopWatch
@@ -229,6 +233,9 @@ func (c *fastConn) readHead(deadline time.Time) ([]byte, error) {
 // handoff gives the connection, and what was read of it, to net/http.
 func (c *fastConn) handoff() bool {
 	c.tc.SetReadDeadline(time.Time{})
+	if c.wdl.known && !c.wdl.t.IsZero() {
+		c.tc.SetWriteDeadline(time.Time{})
+	}
 	buffered, _ := c.br.Peek(c.br.Buffered())
 	rc := &prefixConn{Conn: c.tc, prefix: bytes.Clone(buffered)}
 	c.s.untrack(c)
@@ -303,6 +310,7 @@ func (c *fastConn) writeResponse(st *requestState, req *http.Request, resp *http
 	bw := c.bw
 	code := resp.StatusCode
 	st.rec.status = code
+	c.renewSend(st.opts)
 	writeStatusLine(bw, code)
 	// The upstream's Date goes on with its other fields, as off the fast
 	// path; flowgate dates only a response that has none (Date is one
@@ -370,6 +378,7 @@ func (c *fastConn) writeResponse(st *requestState, req *http.Request, resp *http
 	for {
 		n, err := resp.Body.Read(data)
 		if n > 0 {
+			c.renewSend(st.opts)
 			out := data[:n]
 			if chunked {
 				out = frameChunk(buf[:], n)
@@ -449,6 +458,7 @@ func (c *fastConn) writeAnswer(st *requestState, ew *errorWriter, hsts []string,
 		code = http.StatusOK
 	}
 	st.rec.status = code
+	c.renewSend(st.opts)
 	writeStatusLine(bw, code)
 	writeDate(bw, st.start)
 	for k, vv := range ew.h {
@@ -501,6 +511,7 @@ func (w *errorWriter) Write(b []byte) (int, error) {
 // got1xx passes an informational response (103 Early Hints) on to the
 // client at once.
 func (c *fastConn) got1xx(code int, h textproto.MIMEHeader) error {
+	c.renewSend(c.st.opts)
 	writeStatusLine(c.bw, code)
 	for k, vv := range h {
 		for _, v := range vv {
@@ -509,6 +520,18 @@ func (c *fastConn) got1xx(code int, h textproto.MIMEHeader) error {
 	}
 	c.bw.WriteString("\r\n")
 	return c.bw.Flush()
+}
+
+// renewSend renews the client's write deadline for o.SendTimeout before a
+// write (none if it is not set), so that a client that stops reading is
+// cut, as NGINX's send_timeout does.
+func (c *fastConn) renewSend(o *Options) {
+	if o == nil || o.SendTimeout <= 0 {
+		return
+	}
+	if t, renew := c.wdl.renew(o.SendTimeout); renew {
+		c.tc.SetWriteDeadline(t)
+	}
 }
 
 func writeStatusLine(bw *bufio.Writer, code int) {

@@ -58,6 +58,10 @@ type Options struct {
 	// body, as NGINX's client_body_timeout: a client that stops sending
 	// gets 408 and its upstream request is cut. 0 means no limit.
 	ClientBodyTimeout time.Duration
+	// SendTimeout bounds each wait to write a response to the client, as
+	// NGINX's send_timeout: a client that stops reading is cut, and its
+	// upstream response with it. 0 means no limit.
+	SendTimeout time.Duration
 	// RateLimit, when set, limits requests per client address (the client
 	// as TrustedProxies determine it): 429 with Retry-After beyond it. Nil
 	// means no limit. Keep the same limiter across SetOptions to keep the
@@ -508,6 +512,10 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		r.Body = st.body
 		defer st.body.closed.Store(true)
 	}
+	st.rec.sendTimeout = st.opts.SendTimeout
+	// net/http's HTTP/1.1 server flushes the response under the write
+	// deadline the last write set and clears it after; an HTTP/2 stream's
+	// ends with the stream.
 	p.rp.ServeHTTP(&st.rec, r.WithContext(st))
 }
 
@@ -1050,7 +1058,19 @@ type responseRecorder struct {
 	http.ResponseWriter
 	status int
 	bytes  int64
+
+	// sendTimeout (Options.SendTimeout) bounds each write once
+	// sendDeadlineAfter bytes went out: before that a write fits in what
+	// the socket and an HTTP/2 stream's first window take, so the deadline,
+	// which costs an HTTP/2 stream a message to its connection's loop,
+	// is left unset for the common small response.
+	sendTimeout time.Duration
+	deadline    keptDeadline
 }
+
+// sendDeadlineAfter is how much of a response goes out before its writes
+// get a deadline (responseRecorder.sendTimeout).
+const sendDeadlineAfter = 16 << 10
 
 func (r *responseRecorder) WriteHeader(code int) {
 	if r.status == 0 || r.status < 200 {
@@ -1062,6 +1082,11 @@ func (r *responseRecorder) WriteHeader(code int) {
 func (r *responseRecorder) Write(b []byte) (int, error) {
 	if r.status == 0 {
 		r.status = http.StatusOK
+	}
+	if r.sendTimeout > 0 && r.bytes >= sendDeadlineAfter {
+		if t, renew := r.deadline.renew(r.sendTimeout); renew {
+			http.NewResponseController(r.ResponseWriter).SetWriteDeadline(t)
+		}
 	}
 	n, err := r.ResponseWriter.Write(b)
 	r.bytes += int64(n)

@@ -1,0 +1,116 @@
+package proxy
+
+import (
+	"context"
+	"crypto/tls"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// A client that asks for a large response and reads none of it is cut
+// once a write has waited SendTimeout, and the upstream's response with
+// it: on the HTTP/1.1 fast path, on net/http's HTTP/1.1 path and over
+// HTTP/2 (a stream whose window the client never opens again).
+func TestSendTimeout(t *testing.T) {
+	const timeout = 300 * time.Millisecond
+	chunk := make([]byte, 64<<10)
+	for _, tt := range []struct {
+		name string
+		do   func(t *testing.T, addr string, cfg *tls.Config)
+	}{
+		{"HTTP/1.1 fast path", func(t *testing.T, addr string, cfg *tls.Config) {
+			rc := dialRaw(t, addr, cfg)
+			rc.c.Write([]byte("GET /big HTTP/1.1\r\nHost: x\r\n\r\n"))
+		}},
+		{"HTTP/1.1 net/http", func(t *testing.T, addr string, cfg *tls.Config) {
+			rc := dialRaw(t, addr, cfg)
+			// A Content-Length, even 0, is not for the fast path.
+			rc.c.Write([]byte("GET /big HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n"))
+		}},
+		{"HTTP/2", func(t *testing.T, addr string, cfg *tls.Config) {
+			cfg = cfg.Clone()
+			cfg.NextProtos = []string{"h2"}
+			tr := &http.Transport{TLSClientConfig: cfg, ForceAttemptHTTP2: true}
+			t.Cleanup(tr.CloseIdleConnections)
+			resp, err := (&http.Client{Transport: tr}).Get("https://" + addr + "/big")
+			if err != nil {
+				t.Fatalf("HTTP/2 GET: %v", err)
+			}
+			if resp.ProtoMajor != 2 {
+				t.Fatalf("got %s; want HTTP/2", resp.Proto)
+			}
+			t.Cleanup(func() { resp.Body.Close() })
+		}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			ended := make(chan error, 1)
+			up := newBackend(t, "big", func(w http.ResponseWriter, r *http.Request) {
+				var err error
+				for i := 0; i < 4096 && err == nil; i++ { // up to 256 MiB
+					_, err = w.Write(chunk)
+				}
+				ended <- err
+			})
+			p := newTestProxy(t, Options{SendTimeout: timeout}, up.upstream())
+			addr, cfg, _ := fastFront(t, p, ConnOptions{})
+			tt.do(t, addr, cfg)
+			select {
+			case err := <-ended:
+				if err == nil {
+					t.Fatal("the upstream wrote its whole response to a client that read nothing")
+				}
+			case <-time.After(timeout + 10*time.Second):
+				t.Fatal("the upstream's response still held open 10 s past send_timeout by a client that reads nothing")
+			}
+		})
+	}
+}
+
+// A write deadline set for one response must not cut what is written on
+// the kept-alive connection after it, once it has passed: a large
+// response, a pause past SendTimeout, then a request whose 100 Continue
+// net/http's server writes before any response, after a response on the
+// fast path (whose connection net/http then takes over: without clearing
+// the deadline there, the client got "tls: bad record MAC") and on
+// net/http's (whose server clears it after each response).
+func TestSendTimeoutLeavesKeptAliveConnectionsWorking(t *testing.T) {
+	const timeout = 200 * time.Millisecond
+	big := strings.Repeat("x", 100<<10)
+	up := newBackend(t, "big", func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, big) })
+	p := newTestProxy(t, Options{SendTimeout: timeout}, up.upstream())
+	addr, cfg, _ := fastFront(t, p, ConnOptions{})
+	for _, first := range []string{http.MethodGet, http.MethodPost} { // fast path, net/http
+		t.Run(first, func(t *testing.T) {
+			var conns atomic.Int32
+			tr := &http.Transport{TLSClientConfig: cfg, ExpectContinueTimeout: 5 * time.Second,
+				DialTLSContext: func(ctx context.Context, network, a string) (net.Conn, error) {
+					conns.Add(1)
+					return (&tls.Dialer{Config: cfg}).DialContext(ctx, network, a)
+				}}
+			t.Cleanup(tr.CloseIdleConnections)
+			c := &http.Client{Transport: tr, Timeout: 10 * time.Second}
+			var body io.Reader
+			if first == http.MethodPost {
+				body = strings.NewReader("first")
+			}
+			req, _ := http.NewRequest(first, "https://"+addr+"/big", body)
+			if status, got, _ := do(t, c, req); status != http.StatusOK || got != big {
+				t.Fatalf("first request: got %d, %d bytes; want 200 and the %d", status, len(got), len(big))
+			}
+			time.Sleep(2 * timeout)
+			req, _ = http.NewRequest(http.MethodPost, "https://"+addr+"/big", strings.NewReader("second"))
+			req.Header.Set("Expect", "100-continue")
+			if status, got, _ := do(t, c, req); status != http.StatusOK || got != big {
+				t.Fatalf("request with Expect: 100-continue after the pause: got %d, %d bytes; want 200 and the %d", status, len(got), len(big))
+			}
+			if n := conns.Load(); n != 1 {
+				t.Errorf("connections: %d; want 1 (the second request on the kept-alive one)", n)
+			}
+		})
+	}
+}
