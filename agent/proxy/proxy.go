@@ -507,12 +507,16 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		if d := st.opts.ClientBodyTimeout; d > 0 {
 			st.reqBody.timeout = d
 			st.reqBody.rc = http.NewResponseController(w)
+			st.reqBody.stream = r.ProtoMajor == 2
 		}
 		st.body = &st.reqBody
 		r.Body = st.body
 		defer st.body.closed.Store(true)
 	}
-	st.rec.sendTimeout = st.opts.SendTimeout
+	if d := st.opts.SendTimeout; d > 0 {
+		st.rec.sendTimeout = d
+		st.rec.stream = r.ProtoMajor == 2
+	}
 	// net/http's HTTP/1.1 server flushes the response under the write
 	// deadline the last write set and clears it after; an HTTP/2 stream's
 	// ends with the stream.
@@ -881,10 +885,13 @@ func (b *countedBody) Close() error {
 // is left to the server, which owns the body; once the handler has returned,
 // a transport goroutine that outlived it can no longer read.
 //
-// With a timeout, each read must bring data within it: the client
-// connection's (or HTTP/2 stream's) read deadline is renewed before each
-// read, lazily (keptDeadline), and cleared once the body ends or fails, so
-// that it bounds nothing after the body.
+// With a timeout, each read must bring data within it. Over HTTP/1.1 the
+// connection's read deadline is renewed before each read, lazily
+// (keptDeadline), and cleared once the body ends or fails, so that it
+// bounds nothing after the body. An HTTP/2 stream's read deadline is a
+// timer that ends the body when it fires, read pending or not: it is set
+// before each read and cleared after, so that the time the upstream takes
+// to accept what was read is not held against the client.
 type retryableBody struct {
 	io.ReadCloser
 	read   atomic.Bool
@@ -894,6 +901,7 @@ type retryableBody struct {
 	// Touched only by the one goroutine that reads the body at a time.
 	timeout  time.Duration            // ClientBodyTimeout; 0 for none
 	rc       *http.ResponseController // sets the read deadline when timeout is set
+	stream   bool                     // the body is an HTTP/2 stream's
 	deadline keptDeadline
 }
 
@@ -917,18 +925,18 @@ func (b *retryableBody) Read(p []byte) (int, error) {
 	}
 	b.read.Store(true)
 	if b.timeout > 0 {
-		if t, renew := b.deadline.renew(b.timeout); renew {
+		if t, renew := b.deadline.renew(b.timeout); renew || b.stream {
 			b.rc.SetReadDeadline(t)
 		}
 	}
 	n, err := b.ReadCloser.Read(p)
+	if b.timeout > 0 && (err != nil || b.stream) {
+		b.rc.SetReadDeadline(time.Time{})
+		b.deadline.set(time.Time{})
+	}
 	if err != nil {
-		if b.timeout > 0 {
-			b.rc.SetReadDeadline(time.Time{})
-			b.deadline.set(time.Time{})
-			if errors.Is(err, os.ErrDeadlineExceeded) {
-				err = &bodyTimeoutError{timeout: b.timeout, err: err}
-			}
+		if b.timeout > 0 && errors.Is(err, os.ErrDeadlineExceeded) {
+			err = &bodyTimeoutError{timeout: b.timeout, err: err}
 		}
 		if err != io.EOF {
 			b.failed.CompareAndSwap(nil, &err)
@@ -1059,13 +1067,44 @@ type responseRecorder struct {
 	status int
 	bytes  int64
 
-	// sendTimeout (Options.SendTimeout) bounds each write once
+	// sendTimeout (Options.SendTimeout) bounds each write and flush once
 	// sendDeadlineAfter bytes went out: before that a write fits in what
 	// the socket and an HTTP/2 stream's first window take, so the deadline,
 	// which costs an HTTP/2 stream a message to its connection's loop,
-	// is left unset for the common small response.
+	// is left unset for the common small response. Over HTTP/1.1 it is the
+	// connection's write deadline, renewed lazily; net/http's server clears
+	// it after the response. An HTTP/2 stream's is a timer that resets the
+	// stream when it fires, write pending or not: it is set before each
+	// write or flush and cleared after, so that a stream that waits for its
+	// upstream (server-sent events, a slow node) is not cut for that.
 	sendTimeout time.Duration
+	stream      bool // HTTP/2
+	rc          *http.ResponseController
 	deadline    keptDeadline
+}
+
+// armSend sets the write deadline for a write or flush about to start;
+// false when it need not (no timeout, a small response so far).
+func (r *responseRecorder) armSend() bool {
+	if r.sendTimeout <= 0 || r.bytes < sendDeadlineAfter {
+		return false
+	}
+	if r.rc == nil {
+		r.rc = http.NewResponseController(r.ResponseWriter)
+	}
+	if t, renew := r.deadline.renew(r.sendTimeout); renew || r.stream {
+		r.rc.SetWriteDeadline(t)
+	}
+	return true
+}
+
+// disarmSend clears an HTTP/2 stream's write deadline after a write or
+// flush that armSend armed.
+func (r *responseRecorder) disarmSend(armed bool) {
+	if armed && r.stream {
+		r.rc.SetWriteDeadline(time.Time{})
+		r.deadline.set(time.Time{})
+	}
 }
 
 // sendDeadlineAfter is how much of a response goes out before its writes
@@ -1083,12 +1122,9 @@ func (r *responseRecorder) Write(b []byte) (int, error) {
 	if r.status == 0 {
 		r.status = http.StatusOK
 	}
-	if r.sendTimeout > 0 && r.bytes >= sendDeadlineAfter {
-		if t, renew := r.deadline.renew(r.sendTimeout); renew {
-			http.NewResponseController(r.ResponseWriter).SetWriteDeadline(t)
-		}
-	}
+	armed := r.armSend()
 	n, err := r.ResponseWriter.Write(b)
+	r.disarmSend(armed)
 	r.bytes += int64(n)
 	return n, err
 }
@@ -1098,7 +1134,9 @@ func (r *responseRecorder) Unwrap() http.ResponseWriter { return r.ResponseWrite
 // Flush supports streaming responses (server-sent events, long polling).
 func (r *responseRecorder) Flush() {
 	if f, ok := r.ResponseWriter.(http.Flusher); ok {
+		armed := r.armSend()
 		f.Flush()
+		r.disarmSend(armed)
 	}
 }
 

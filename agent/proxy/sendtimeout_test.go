@@ -1,11 +1,14 @@
 package proxy
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -112,5 +115,97 @@ func TestSendTimeoutLeavesKeptAliveConnectionsWorking(t *testing.T) {
 				t.Errorf("connections: %d; want 1 (the second request on the kept-alive one)", n)
 			}
 		})
+	}
+}
+
+// A response that waits for its upstream longer than SendTimeout between
+// writes (server-sent events, a slow node) is not cut for it: the timeout
+// bounds a write the client does not take, not the pauses between writes.
+// An HTTP/2 stream's deadline is a timer that resets the stream when it
+// fires, so it must not run between writes.
+func TestSendTimeoutSparesPausesBetweenWrites(t *testing.T) {
+	const timeout = 200 * time.Millisecond
+	first := strings.Repeat("x", 32<<10) // past sendDeadlineAfter: later writes get the deadline
+	up := newBackend(t, "events", func(w http.ResponseWriter, r *http.Request) {
+		io.WriteString(w, first)
+		http.NewResponseController(w).Flush()
+		time.Sleep(3 * timeout)
+		io.WriteString(w, "more")
+		http.NewResponseController(w).Flush()
+		time.Sleep(3 * timeout)
+		io.WriteString(w, "end")
+	})
+	p := newTestProxy(t, Options{SendTimeout: timeout}, up.upstream())
+	addr, cfg, _ := fastFront(t, p, ConnOptions{})
+	for _, tt := range []struct {
+		name, method string
+		protos       []string
+	}{
+		{"HTTP/1.1 fast path", http.MethodGet, []string{"http/1.1"}},
+		{"HTTP/1.1 net/http", http.MethodPost, []string{"http/1.1"}},
+		{"HTTP/2", http.MethodGet, []string{"h2"}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg := cfg.Clone()
+			cfg.NextProtos = tt.protos
+			tr := &http.Transport{TLSClientConfig: cfg, ForceAttemptHTTP2: tt.protos[0] == "h2"}
+			if tt.protos[0] != "h2" {
+				tr.TLSNextProto = map[string]func(string, *tls.Conn) http.RoundTripper{}
+			}
+			t.Cleanup(tr.CloseIdleConnections)
+			var body io.Reader
+			if tt.method == http.MethodPost {
+				body = strings.NewReader("x")
+			}
+			req, _ := http.NewRequest(tt.method, "https://"+addr+"/events", body)
+			resp, err := (&http.Client{Transport: tr, Timeout: 10 * time.Second}).Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer resp.Body.Close()
+			if want := tt.protos[0] == "h2"; (resp.ProtoMajor == 2) != want {
+				t.Fatalf("got %s; want %v", resp.Proto, tt.protos)
+			}
+			b, err := io.ReadAll(resp.Body)
+			if err != nil {
+				t.Fatalf("reading the response: %v", err)
+			}
+			status, got := resp.StatusCode, string(b)
+			if status != http.StatusOK || got != first+"moreend" {
+				t.Fatalf("got %d and %d bytes ending %q; want 200 and all %d, ending \"moreend\"",
+					status, len(got), got[max(0, len(got)-8):], len(first)+7)
+			}
+		})
+	}
+}
+
+// An upstream that takes an HTTP/2 upload slowly, pausing longer than
+// ClientBodyTimeout while the client has sent everything, does not get the
+// client a 408: the timeout bounds a wait for the client, and an HTTP/2
+// stream's read deadline is a timer that must not run between reads.
+func TestClientBodyTimeoutSparesASlowUpstream(t *testing.T) {
+	const timeout = 200 * time.Millisecond
+	up := newBackend(t, "slow", func(w http.ResponseWriter, r *http.Request) {})
+	up.srv.Config.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		buf := make([]byte, 1<<20)
+		n, _ := io.ReadFull(r.Body, buf)
+		time.Sleep(3 * timeout) // the proxy's writes back up meanwhile
+		rest, err := io.Copy(io.Discard, r.Body)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		fmt.Fprintf(w, "%d", int64(n)+rest)
+	})
+	p := newTestProxy(t, Options{ClientBodyTimeout: timeout}, up.upstream())
+	srv := httptest.NewUnstartedServer(p)
+	srv.EnableHTTP2 = true
+	srv.StartTLS()
+	t.Cleanup(srv.Close)
+	const size = 32 << 20 // more than the sockets and windows on the way hold
+	req, _ := http.NewRequest(http.MethodPost, srv.URL+"/upload", bytes.NewReader(make([]byte, size)))
+	status, got, _ := do(t, srv.Client(), req)
+	if status != http.StatusOK || got != fmt.Sprint(size) {
+		t.Fatalf("upload to a slow upstream: got %d %q; want 200 %d", status, got, size)
 	}
 }
