@@ -12,11 +12,18 @@ import (
 // connection. The call goes to the descriptor directly: the connection is
 // idle, so no read or close of it can run at the same time.
 func (c *h1Conn) alive() bool {
-	if c.fd < 0 {
-		return true
-	}
+	return c.fd < 0 || socketQuiet(uintptr(c.fd))
+}
+
+// socketQuiet reports whether nothing waits to be read on the socket fd,
+// not even its end: a non-blocking one-byte peek told EAGAIN.
+func socketQuiet(fd uintptr) bool {
 	var b [1]byte
-	_, _, errno := syscall.Syscall6(syscall.SYS_RECVFROM, uintptr(c.fd), uintptr(unsafe.Pointer(&b[0])), 1,
-		syscall.MSG_PEEK|syscall.MSG_DONTWAIT, 0, 0)
-	return errno == syscall.EAGAIN
+	for {
+		_, _, errno := syscall.Syscall6(syscall.SYS_RECVFROM, fd, uintptr(unsafe.Pointer(&b[0])), 1,
+			syscall.MSG_PEEK|syscall.MSG_DONTWAIT, 0, 0)
+		if errno != syscall.EINTR {
+			return errno == syscall.EAGAIN
+		}
+	}
 }

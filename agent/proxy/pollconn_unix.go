@@ -9,7 +9,6 @@ import (
 	"os"
 	"sync"
 	"syscall"
-	"unsafe"
 )
 
 // pollConn is a TCP connection to an upstream that can send a request
@@ -150,18 +149,9 @@ func (c *pollConn) Read(p []byte) (int, error) {
 func (c *pollConn) step(fd uintptr) bool {
 	if c.check {
 		c.check = false
-		var b [1]byte
-		for {
-			_, _, errno := syscall.Syscall6(syscall.SYS_RECVFROM, fd, uintptr(unsafe.Pointer(&b[0])), 1,
-				syscall.MSG_PEEK|syscall.MSG_DONTWAIT, 0, 0)
-			if errno == syscall.EINTR {
-				continue
-			}
-			if errno != syscall.EAGAIN {
-				c.werr = errIdleConnUnusable
-				return true
-			}
-			break
+		if !socketQuiet(fd) {
+			c.werr = errIdleConnUnusable
+			return true
 		}
 	}
 	if len(c.send) > 0 {
