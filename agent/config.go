@@ -246,8 +246,9 @@ type HTTPConfig struct {
 	// ClientBodyTimeout bounds each wait for more of a request body (408
 	// beyond); 0 means no limit.
 	ClientBodyTimeout time.Duration `yaml:"client_body_timeout"`
-	// SendTimeout bounds each wait to write a response to a client that
-	// does not read it; 0 means no limit.
+	// SendTimeout bounds each wait to write a response, or a node's
+	// WebSocket messages, to a client that does not read them; 0 means no
+	// limit.
 	SendTimeout time.Duration `yaml:"send_timeout"`
 	// MaxConnections bounds concurrent client connections per listener;
 	// 0 means no limit.

@@ -58,9 +58,10 @@ type Options struct {
 	// body, as NGINX's client_body_timeout: a client that stops sending
 	// gets 408 and its upstream request is cut. 0 means no limit.
 	ClientBodyTimeout time.Duration
-	// SendTimeout bounds each wait to write a response to the client, as
-	// NGINX's send_timeout: a client that stops reading is cut, and its
-	// upstream response with it. 0 means no limit.
+	// SendTimeout bounds each wait to write a response, or what the
+	// upstream sends through a WebSocket, to the client, as NGINX's
+	// send_timeout: a client that stops reading is cut, and its upstream
+	// response or WebSocket with it. 0 means no limit.
 	SendTimeout time.Duration
 	// RateLimit, when set, limits requests per client address (the client
 	// as TrustedProxies determine it): 429 with Retry-After beyond it. Nil

@@ -6,6 +6,7 @@ import (
 	"crypto/tls"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -13,6 +14,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/coder/websocket"
 )
 
 // A client that asks for a large response and reads none of it is cut
@@ -208,4 +211,89 @@ func TestClientBodyTimeoutSparesASlowUpstream(t *testing.T) {
 	if status != http.StatusOK || got != fmt.Sprint(size) {
 		t.Fatalf("upload to a slow upstream: got %d %q; want 200 %d", status, got, size)
 	}
+}
+
+// maskedText is a client's masked text frame carrying msg (under 126 bytes).
+func maskedText(msg string) []byte {
+	mask := [4]byte{7, 1, 9, 3}
+	f := []byte{0x81, 0x80 | byte(len(msg)), mask[0], mask[1], mask[2], mask[3]}
+	for i := range len(msg) {
+		f = append(f, msg[i]^mask[i%4])
+	}
+	return f
+}
+
+// A WebSocket client that stops reading what the upstream pushes is cut
+// once a write to it has waited SendTimeout, and the upstream's socket
+// with it. A WebSocket that is idle for longer than SendTimeout, between
+// two pushes, is not: the deadline is set for each write, not kept from
+// the last one.
+func TestWebSocketSendTimeout(t *testing.T) {
+	const timeout = 300 * time.Millisecond
+	ended := make(chan error, 1)
+	up := newBackend(t, "pusher", func(w http.ResponseWriter, r *http.Request) {
+		c, err := websocket.Accept(w, r, &websocket.AcceptOptions{InsecureSkipVerify: true})
+		if err != nil {
+			return
+		}
+		defer c.CloseNow()
+		ctx := r.Context()
+		for {
+			_, msg, err := c.Read(ctx)
+			if err != nil {
+				return
+			}
+			switch string(msg) {
+			case "ping":
+				err = c.Write(ctx, websocket.MessageText, []byte("pong"))
+			case "flood": // up to 256 MiB, or until the socket is cut
+				chunk := make([]byte, 64<<10)
+				for i := 0; i < 4096 && err == nil; i++ {
+					err = c.Write(ctx, websocket.MessageBinary, chunk)
+				}
+				ended <- err
+				return
+			}
+			if err != nil {
+				return
+			}
+		}
+	})
+	var logs lockedBuffer
+	p := newTestProxy(t, Options{SendTimeout: timeout, Logger: slog.New(slog.NewTextHandler(&logs, nil))}, up.upstream())
+	addr, cfg, _ := fastFront(t, p, ConnOptions{})
+	rc := dialRaw(t, addr, cfg)
+	rc.send("GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n" +
+		"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n")
+	resp, err := http.ReadResponse(rc.br, nil)
+	if err != nil || resp.StatusCode != http.StatusSwitchingProtocols {
+		t.Fatalf("upgrade: got %v, %v; want 101", resp, err)
+	}
+	pong := func(what string) {
+		t.Helper()
+		rc.send(string(maskedText("ping")))
+		got := make([]byte, 6)
+		if _, err := io.ReadFull(rc.br, got); err != nil {
+			t.Fatalf("%s: reading the pong: %v", what, err)
+		}
+		if string(got) != "\x81\x04pong" {
+			t.Fatalf("%s: got %q; want a text frame \"pong\"", what, got)
+		}
+	}
+	pong("first push")
+	time.Sleep(3 * timeout) // idle past the deadline the first push set
+	pong("a push after a pause longer than send_timeout")
+
+	rc.send(string(maskedText("flood")))
+	select {
+	case err := <-ended:
+		if err == nil {
+			t.Fatal("the upstream pushed 256 MiB to a client that read nothing")
+		}
+	case <-time.After(timeout + 10*time.Second):
+		t.Fatal("the upstream still pushing 10 s past send_timeout to a client that reads nothing")
+	}
+	eventually(t, "the cut is logged", func() bool {
+		return strings.Contains(logs.String(), "websocket closed: the client stopped reading")
+	})
 }

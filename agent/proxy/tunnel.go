@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -93,6 +94,13 @@ func (p *Proxy) startTunnel(st *requestState, res *http.Response) error {
 	t.up = direction{t: t, src: conn, dst: back, early: early}
 	t.up.setQuiet(conn)
 	t.down = direction{t: t, src: back, dst: conn}
+	if d := st.opts.SendTimeout; d > 0 {
+		// A client that stops reading what the upstream pushes is cut,
+		// as on any response (NGINX applies send_timeout to upgraded
+		// connections too). Writes to the upstream are not bounded: a
+		// drain's close frame must still reach an idle WebSocket's node.
+		t.down.send = &sendDeadline{conn: conn, d: d}
+	}
 	if uc, ok := back.ReadWriteCloser.(*prefixConn); ok {
 		t.down.early, uc.prefix = uc.prefix, nil
 		t.down.setQuiet(uc)
@@ -126,9 +134,32 @@ type direction struct {
 	// setQuiet); nil when src cannot idle: it is then read continuously.
 	conn readDeadliner
 	raw  syscall.RawConn
+	// send bounds each write to dst; nil for none.
+	send *sendDeadline
 }
 
 type readDeadliner interface{ SetReadDeadline(time.Time) error }
+
+// sendDeadline bounds each write to a connection by a timeout, renewing
+// its write deadline lazily (keptDeadline): a write that waits longer
+// than d, because the peer stopped reading, fails.
+type sendDeadline struct {
+	conn interface{ SetWriteDeadline(time.Time) error }
+	d    time.Duration
+	kept keptDeadline
+}
+
+// renew sets the write deadline for a write about to start, when the one
+// in force would fall more than the slack early. s may be nil.
+func (s *sendDeadline) renew() error {
+	if s == nil {
+		return nil
+	}
+	if t, set := s.kept.renew(s.d); set {
+		return s.conn.SetWriteDeadline(t)
+	}
+	return nil
+}
 
 // setQuiet lets the direction idle when c, the connection under src, has a
 // socket to wait on.
@@ -160,7 +191,11 @@ func (d *direction) idle() {
 // either side fails or ends (then ends the tunnel).
 func (d *direction) copy() {
 	if len(d.early) > 0 {
-		n, err := d.dst.Write(d.early)
+		err := d.send.renew()
+		n := 0
+		if err == nil {
+			n, err = d.dst.Write(d.early)
+		}
 		if err == nil && n != len(d.early) {
 			err = io.ErrShortWrite
 		}
@@ -170,8 +205,15 @@ func (d *direction) copy() {
 			return
 		}
 	}
-	if _, err := pump(d.dst, d.src, d.t.back.bufs, d.conn, tunnelQuietPeriod); err == errQuiet {
+	_, err := pump(d.dst, d.src, d.t.back.bufs, d.conn, tunnelQuietPeriod, d.send)
+	if err == errQuiet {
 		go d.idle()
+		return
+	}
+	if d.send != nil && errors.Is(err, os.ErrDeadlineExceeded) {
+		st := d.t.st
+		st.opts.Logger.Info("websocket closed: the client stopped reading", "client", st.clientIP, "upstream", st.upstream.key, "send_timeout", d.send.d)
+		d.t.cut()
 		return
 	}
 	d.t.end()
@@ -182,8 +224,39 @@ func (d *direction) copy() {
 // finishes the request, unless the handler has not returned yet: then the
 // handler does.
 func (t *tunnel) end() {
-	t.client.Close()
 	t.back.Close()
+	t.client.Close()
+	t.ended()
+}
+
+// cut ends the tunnel for a client that stopped reading: its socket is
+// closed without TLS's close_notify, which such a client would not read
+// either (tls.Conn.Close waits up to 5 s to send it).
+func (t *tunnel) cut() {
+	t.back.Close()
+	closeSocket(t.client)
+	t.ended()
+}
+
+// closeSocket closes the socket under c, unwrapping TLS (and the fast
+// path's prefixConn) so that nothing more is written to it.
+func closeSocket(c net.Conn) {
+	for {
+		switch v := c.(type) {
+		case *prefixConn:
+			c = v.Conn
+		case *tls.Conn:
+			v.NetConn().Close()
+			return
+		default:
+			c.Close()
+			return
+		}
+	}
+}
+
+// ended counts a direction out; see end.
+func (t *tunnel) ended() {
 	if t.running.Add(-1) != 0 {
 		return
 	}
@@ -265,11 +338,13 @@ var (
 // *copyBuf; nil means never) and returns it once a read brings less than
 // the small buffer would have held.
 //
+// With send set, each write to dst is bounded by its timeout.
+//
 // With quiet set (src's connection), pump also returns, with errQuiet and
 // the read deadline cleared, once src has sent nothing for a whole period. src must then keep no data of its own between reads
 // that a wait on the socket would miss: a tls.Conn only times out while it
 // lacks a whole record, and it keeps a partial one for the next read.
-func pump(dst io.Writer, src io.Reader, pool *sync.Pool, quiet readDeadliner, period time.Duration) (written int64, err error) {
+func pump(dst io.Writer, src io.Reader, pool *sync.Pool, quiet readDeadliner, period time.Duration, send *sendDeadline) (written int64, err error) {
 	small := make([]byte, tunnelSmallBuf)
 	buf := small
 	var big *copyBuf
@@ -288,6 +363,9 @@ func pump(dst io.Writer, src io.Reader, pool *sync.Pool, quiet readDeadliner, pe
 		nr, rerr := src.Read(buf)
 		if nr > 0 {
 			moved = true
+			if err := send.renew(); err != nil {
+				return written, err
+			}
 			nw, werr := dst.Write(buf[:nr])
 			if nw < 0 || nr < nw {
 				nw = 0

@@ -74,7 +74,7 @@ func TestPumpCopiesEverything(t *testing.T) {
 			}
 			var dst bytes.Buffer
 			src := &chunkReader{data: bytes.Clone(data), chunk: tc.chunk}
-			n, err := pump(&dst, src, testBufPool(), nil, 0)
+			n, err := pump(&dst, src, testBufPool(), nil, 0, nil)
 			if err != nil {
 				t.Fatalf("pump: got error %v; want nil at EOF", err)
 			}
@@ -113,7 +113,7 @@ func TestPumpWaitsWithTheSmallBuffer(t *testing.T) {
 		}
 		return n, nil
 	}
-	if _, err := pump(io.Discard, readerFunc(read), testBufPool(), nil, 0); err != nil {
+	if _, err := pump(io.Discard, readerFunc(read), testBufPool(), nil, 0, nil); err != nil {
 		t.Fatalf("pump: %v", err)
 	}
 	want := []int{
@@ -162,7 +162,7 @@ func TestPumpErrors(t *testing.T) {
 		{"short write", shortWriter{}, &chunkReader{data: []byte("abcd"), chunk: 4}, io.ErrShortWrite},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			_, err := pump(tc.dst, tc.src, nil, nil, 0)
+			_, err := pump(tc.dst, tc.src, nil, nil, 0, nil)
 			if !errors.Is(err, tc.want) {
 				t.Fatalf("pump: got error %v; want %v", err, tc.want)
 			}
@@ -307,7 +307,7 @@ func TestPumpReturnsWhenQuiet(t *testing.T) {
 	}()
 	var dst bytes.Buffer
 	start := time.Now()
-	n, err := pump(&dst, src, testBufPool(), src, period)
+	n, err := pump(&dst, src, testBufPool(), src, period, nil)
 	if err != errQuiet {
 		t.Fatalf("pump: got error %v; want errQuiet", err)
 	}
