@@ -157,6 +157,13 @@ func (a *Agent) proxyOptions(cfg *Config) (proxy.Options, error) {
 		MaxBodyBytes:      cfg.HTTP.MaxBodyBytes,
 		ClientBodyTimeout: cfg.HTTP.ClientBodyTimeout,
 		SendTimeout:       cfg.HTTP.SendTimeout,
+		HealthCheck: proxy.HealthCheck{
+			Path:     cfg.Upstreams.HealthCheck.Path,
+			Interval: cfg.Upstreams.HealthCheck.Interval,
+			Timeout:  cfg.Upstreams.HealthCheck.Timeout,
+			Fails:    cfg.Upstreams.HealthCheck.Fails,
+			Passes:   cfg.Upstreams.HealthCheck.Passes,
+		},
 		Transport: proxy.TransportOptions{
 			DialTimeout:           cfg.Upstreams.DialTimeout,
 			ResponseHeaderTimeout: cfg.Upstreams.ResponseHeaderTimeout,

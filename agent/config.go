@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/url"
 	"os"
 	"regexp"
 	"strconv"
@@ -153,8 +154,24 @@ type UpstreamsConfig struct {
 	ReadTimeout     time.Duration `yaml:"read_timeout"`
 	IdleConnTimeout time.Duration `yaml:"idle_conn_timeout"`
 	KeepAlive       int           `yaml:"keepalive"`
+	// HealthCheck configures active health checks of the nodes.
+	HealthCheck HealthCheckConfig `yaml:"health_check"`
 	// TLS configures HTTPS to upstreams.
 	TLS UpstreamTLSConfig `yaml:"tls"`
+}
+
+// HealthCheckConfig configures active health checks: every Interval each
+// node is sent GET Path; Fails failures in a row take it out, Passes
+// passes in a row bring it back. A 2xx or 3xx answer within Timeout
+// passes.
+type HealthCheckConfig struct {
+	// Path is the request path, such as /actuator/health; empty disables
+	// active health checks.
+	Path     string        `yaml:"path"`
+	Interval time.Duration `yaml:"interval"`
+	Timeout  time.Duration `yaml:"timeout"`
+	Fails    int           `yaml:"fails"`
+	Passes   int           `yaml:"passes"`
 }
 
 // UpstreamTLSConfig configures TLS to upstreams.
@@ -322,6 +339,12 @@ func Default() Config {
 			ReadTimeout:           60 * time.Second,
 			IdleConnTimeout:       90 * time.Second,
 			KeepAlive:             256,
+			HealthCheck: HealthCheckConfig{
+				Interval: 5 * time.Second,
+				Timeout:  2 * time.Second,
+				Fails:    2,
+				Passes:   2,
+			},
 		},
 		Consul: ConsulConfig{AllowStale: true, PassingOnly: true},
 		HTTP: HTTPConfig{
@@ -509,6 +532,23 @@ func (c *Config) Validate() error {
 	add(positive("upstreams.idle_conn_timeout", c.Upstreams.IdleConnTimeout))
 	if c.Upstreams.KeepAlive < 1 {
 		add(fieldErr("upstreams.keepalive", "must be at least 1"))
+	}
+	if hc := c.Upstreams.HealthCheck; hc.Path != "" {
+		if _, err := url.ParseRequestURI(hc.Path); err != nil || !strings.HasPrefix(hc.Path, "/") || strings.ContainsAny(hc.Path, " \t#") {
+			add(fieldErr("upstreams.health_check.path", "%q is not a request path; use one like /actuator/health", hc.Path))
+		}
+	}
+	hc := c.Upstreams.HealthCheck
+	add(positive("upstreams.health_check.interval", hc.Interval))
+	add(positive("upstreams.health_check.timeout", hc.Timeout))
+	if hc.Timeout > hc.Interval && hc.Interval > 0 {
+		add(fieldErr("upstreams.health_check.timeout", "%v is longer than the interval (%v); a check must end before the next starts", hc.Timeout, hc.Interval))
+	}
+	if hc.Fails < 1 {
+		add(fieldErr("upstreams.health_check.fails", "must be at least 1"))
+	}
+	if hc.Passes < 1 {
+		add(fieldErr("upstreams.health_check.passes", "must be at least 1"))
 	}
 	ut := c.Upstreams.TLS
 	if ut.CAFile != "" {

@@ -181,6 +181,14 @@ func TestValidateNamesEachKey(t *testing.T) {
 		{"upstreams.response_header_timeout", func(c *Config) { c.Upstreams.ResponseHeaderTimeout = 0 }, "positive"},
 		{"upstreams.idle_conn_timeout", func(c *Config) { c.Upstreams.IdleConnTimeout = 0 }, "positive"},
 		{"upstreams.keepalive", func(c *Config) { c.Upstreams.KeepAlive = 0 }, "at least 1"},
+		{"upstreams.health_check.path", func(c *Config) { c.Upstreams.HealthCheck.Path = "actuator/health" }, "/actuator/health"},
+		{"upstreams.health_check.path", func(c *Config) { c.Upstreams.HealthCheck.Path = "http://node/health" }, "not a request path"},
+		{"upstreams.health_check.path", func(c *Config) { c.Upstreams.HealthCheck.Path = "/a b" }, "not a request path"},
+		{"upstreams.health_check.interval", func(c *Config) { c.Upstreams.HealthCheck.Interval = 0 }, "positive"},
+		{"upstreams.health_check.timeout", func(c *Config) { c.Upstreams.HealthCheck.Timeout = -time.Second }, "positive"},
+		{"upstreams.health_check.timeout", func(c *Config) { c.Upstreams.HealthCheck.Timeout = 10 * time.Second }, "longer than the interval"},
+		{"upstreams.health_check.fails", func(c *Config) { c.Upstreams.HealthCheck.Fails = 0 }, "at least 1"},
+		{"upstreams.health_check.passes", func(c *Config) { c.Upstreams.HealthCheck.Passes = -1 }, "at least 1"},
 		{"upstreams.tls.ca_file", func(c *Config) { c.Upstreams.TLS.CAFile = missing }, missing},
 		{"upstreams.tls.cert_file", func(c *Config) { c.Upstreams.TLS.KeyFile = file }, "go together"},
 		{"consul.services[0]", func(c *Config) { c.Consul.Services = []string{"flowable/ui"} }, "service name"},
@@ -252,6 +260,7 @@ func TestValidateAccepts(t *testing.T) {
 		{"TLS 1.3 only", func(c *Config) { c.TLS.MinVersion = "1.3" }},
 		{"drain 0 keeps sockets", func(c *Config) { c.Upstreams.DrainTimeout = 0 }},
 		{"max_fails 0 disables passive health", func(c *Config) { c.Upstreams.MaxFails = 0 }},
+		{"health checks with a query", func(c *Config) { c.Upstreams.HealthCheck.Path = "/actuator/health/readiness?probe=flowgate" }},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -106,7 +106,7 @@ func TestPassiveHealthThroughProxy(t *testing.T) {
 		t.Errorf("Available: got %d; want 1", got)
 	}
 	wantUp := `
-# HELP flowgate_upstream_up 1 when passive health lets the upstream take requests, 0 while it is ejected.
+# HELP flowgate_upstream_up 1 when the upstream takes requests, 0 while passive health ejects it or it fails its active health checks.
 # TYPE flowgate_upstream_up gauge
 flowgate_upstream_up{upstream="` + flakyKey + `"} 0
 flowgate_upstream_up{upstream="` + good.upstream().Key() + `"} 1

@@ -128,7 +128,7 @@ type upstreamCollector struct {
 func newUpstreamCollector(p *Proxy) *upstreamCollector {
 	return &upstreamCollector{
 		p:    p,
-		up:   prometheus.NewDesc("flowgate_upstream_up", "1 when passive health lets the upstream take requests, 0 while it is ejected.", []string{"upstream"}, nil),
+		up:   prometheus.NewDesc("flowgate_upstream_up", "1 when the upstream takes requests, 0 while passive health ejects it or it fails its active health checks.", []string{"upstream"}, nil),
 		infl: prometheus.NewDesc("flowgate_upstream_in_flight", "Requests and WebSockets in flight to the upstream.", []string{"upstream"}, nil),
 	}
 }

@@ -40,7 +40,7 @@ flowgate_requests_total{code="403",method="GET",upstream=""} 1
 # HELP flowgate_requests_in_flight Requests being served right now.
 # TYPE flowgate_requests_in_flight gauge
 flowgate_requests_in_flight 0
-# HELP flowgate_upstream_up 1 when passive health lets the upstream take requests, 0 while it is ejected.
+# HELP flowgate_upstream_up 1 when the upstream takes requests, 0 while passive health ejects it or it fails its active health checks.
 # TYPE flowgate_upstream_up gauge
 flowgate_upstream_up{upstream="` + key + `"} 1
 # HELP flowgate_upstream_in_flight Requests and WebSockets in flight to the upstream.

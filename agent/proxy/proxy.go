@@ -71,6 +71,9 @@ type Options struct {
 	// NoUpstreamRetryAfter is the Retry-After sent with a 503 when the set is
 	// empty; 0 means 5s.
 	NoUpstreamRetryAfter time.Duration
+	// HealthCheck configures active health checks; its zero value has
+	// none.
+	HealthCheck HealthCheck
 	// Transport configures connections to upstreams.
 	Transport TransportOptions
 	// Logger receives error logs; nil discards them.
@@ -166,6 +169,12 @@ type Proxy struct {
 	// left open (DrainTimeout 0); Close and Shutdown still end those.
 	lingering map[*upstream]struct{}
 	closed    bool
+	// Active health checks (healthcheck.go): checkDone is the running
+	// loop's, nil when none runs; checkCtx ends with the proxy.
+	checkDone     chan struct{}
+	checkCtx      context.Context
+	checkCancel   context.CancelFunc
+	checksIgnored bool // every upstream fails its checks: none is taken out
 
 	websockets atomic.Int64
 	bufs       sync.Pool
@@ -181,6 +190,7 @@ func New(opts Options) *Proxy {
 		lingering: make(map[*upstream]struct{}),
 	}
 	p.opts.Store(&o)
+	p.checkCtx, p.checkCancel = context.WithCancel(context.Background())
 	p.set.Store(newUpstreamSet(nil, nil))
 	p.bufs.New = func() any { return new(copyBuf) }
 	p.rp = &httputil.ReverseProxy{
@@ -202,6 +212,9 @@ func New(opts Options) *Proxy {
 func (p *Proxy) SetOptions(opts Options) {
 	o := opts.withDefaults()
 	p.opts.Store(&o)
+	p.mu.Lock()
+	p.startCheckerLocked(&o)
+	p.mu.Unlock()
 }
 
 func (p *Proxy) options() *Options { return p.opts.Load() }
@@ -247,6 +260,7 @@ func (p *Proxy) SetUpstreams(list []discovery.Upstream) bool {
 		return false
 	}
 	p.set.Store(newUpstreamSet(next, weights))
+	p.startCheckerLocked(o)
 	for _, u := range old.list {
 		if seen[u.key] {
 			continue
@@ -304,6 +318,12 @@ func (p *Proxy) Close() {
 		u.closeSockets()
 		u.retire()
 	}
+	p.mu.Lock()
+	done := p.checkDone
+	p.mu.Unlock()
+	if done != nil {
+		<-done // its checks were cut
+	}
 }
 
 // Shutdown closes the proxied WebSockets cleanly: each upstream is sent a
@@ -336,6 +356,7 @@ func (p *Proxy) stop() []*upstream {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.closed = true
+	p.checkCancel()
 	for u, t := range p.draining {
 		t.Stop()
 		delete(p.draining, u)
@@ -1143,15 +1164,19 @@ func (r *responseRecorder) Flush() {
 
 // UpstreamStatus describes one upstream for /status.
 type UpstreamStatus struct {
-	Addr     string `json:"addr"`
-	TLS      bool   `json:"tls,omitempty"`
-	Weight   int    `json:"weight"`
-	Service  string `json:"service,omitempty"`
-	ID       string `json:"id,omitempty"`
-	State    string `json:"state"` // up, ejected or draining
-	InFlight int64  `json:"in_flight"`
-	Requests uint64 `json:"requests"`
-	Failures uint64 `json:"failures"`
+	Addr    string `json:"addr"`
+	TLS     bool   `json:"tls,omitempty"`
+	Weight  int    `json:"weight"`
+	Service string `json:"service,omitempty"`
+	ID      string `json:"id,omitempty"`
+	State   string `json:"state"` // up, ejected (passive health), unhealthy (active health) or draining
+	// Health is the active health checks' verdict, passing or failing
+	// (with LastCheckError); empty without checks.
+	Health         string `json:"health,omitempty"`
+	LastCheckError string `json:"last_check_error,omitempty"`
+	InFlight       int64  `json:"in_flight"`
+	Requests       uint64 `json:"requests"`
+	Failures       uint64 `json:"failures"`
 }
 
 // Status lists the upstreams in the set, then those still draining.
@@ -1159,18 +1184,24 @@ func (p *Proxy) Status() []UpstreamStatus {
 	now := p.now()
 	set := p.set.Load()
 	out := make([]UpstreamStatus, 0, len(set.list))
+	checks := p.options().HealthCheck.Path != ""
 	describe := func(u *upstream, w int, state string) UpstreamStatus {
-		return UpstreamStatus{
+		s := UpstreamStatus{
 			Addr: u.up.Addr, TLS: u.up.TLS, Weight: w, Service: u.up.Service, ID: u.up.ID, State: state,
 			InFlight: u.inflight.Load(), Requests: u.requests.Load(), Failures: u.failures.Load(),
 		}
+		if checks {
+			s.Health = "passing"
+			u.mu.Lock()
+			if u.check.failing {
+				s.Health, s.LastCheckError = "failing", u.check.last
+			}
+			u.mu.Unlock()
+		}
+		return s
 	}
 	for i, u := range set.list {
-		state := "up"
-		if !u.available(now) {
-			state = "ejected"
-		}
-		out = append(out, describe(u, set.weights[i], state))
+		out = append(out, describe(u, set.weights[i], u.state(now)))
 	}
 	p.mu.Lock()
 	for u := range p.draining {

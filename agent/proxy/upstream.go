@@ -36,10 +36,13 @@ type upstream struct {
 	failures atomic.Uint64
 
 	mu        sync.Mutex
-	fails     int       // failures inside the current fail window
-	failStart time.Time // start of the current fail window
-	downUntil time.Time // passive health: not picked before this
-	removed   bool      // no longer in the set; draining
+	fails     int           // failures inside the current fail window
+	failStart time.Time     // start of the current fail window
+	downUntil time.Time     // passive health: not picked before this
+	check     checkState    // active health (healthcheck.go)
+	checkDown bool          // active health: not picked (applyChecks)
+	checkWait time.Duration // with checkDown: the check interval, for Retry-After
+	removed   bool          // no longer in the set; draining
 	sockets   map[*trackedConn]struct{}
 }
 
@@ -91,18 +94,38 @@ func (c *readTimeoutConn) Read(p []byte) (int, error) {
 	return c.Conn.Read(p)
 }
 
-// available reports whether passive health lets the upstream take requests.
+// available reports whether passive and active health let the upstream
+// take requests.
 func (u *upstream) available(now time.Time) bool {
 	u.mu.Lock()
 	defer u.mu.Unlock()
-	return !now.Before(u.downUntil)
+	return !now.Before(u.downUntil) && !u.checkDown
 }
 
-// retryAfter is how long until a down upstream is tried again.
+// retryAfter is how long until a down upstream is tried again: the end of
+// its passive ejection, or the next health check.
 func (u *upstream) retryAfter(now time.Time) time.Duration {
 	u.mu.Lock()
 	defer u.mu.Unlock()
-	return u.downUntil.Sub(now)
+	d := u.downUntil.Sub(now)
+	if u.checkDown {
+		d = max(d, u.checkWait)
+	}
+	return d
+}
+
+// state is the upstream's state for /status: up, ejected (passive health)
+// or unhealthy (active health).
+func (u *upstream) state(now time.Time) string {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	switch {
+	case now.Before(u.downUntil):
+		return "ejected"
+	case u.checkDown:
+		return "unhealthy"
+	}
+	return "up"
 }
 
 // fail records a failed attempt. With maxFails > 0, maxFails failures within

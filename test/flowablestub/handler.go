@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"strconv"
+	"sync/atomic"
 	"time"
 
 	"github.com/coder/websocket"
@@ -73,9 +74,30 @@ func newHandler(name string) http.Handler {
 		w.Header().Set("Content-Type", "application/octet-stream")
 		io.Copy(w, r.Body)
 	})
+	var down atomic.Bool
 	health := func(w http.ResponseWriter, r *http.Request) {
+		if down.Load() {
+			// As Spring Boot answers when a health component fails.
+			w.Header().Set("Content-Type", "application/json")
+			w.WriteHeader(http.StatusServiceUnavailable)
+			json.NewEncoder(w).Encode(map[string]string{"status": "DOWN"})
+			return
+		}
 		writeJSON(w, map[string]string{"status": "UP"})
 	}
+	mux.HandleFunc("PUT /stub/health", func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(io.LimitReader(r.Body, 16))
+		switch string(b) {
+		case "UP":
+			down.Store(false)
+		case "DOWN":
+			down.Store(true)
+		default:
+			http.Error(w, "send UP or DOWN", http.StatusBadRequest)
+			return
+		}
+		w.WriteHeader(http.StatusNoContent)
+	})
 	mux.HandleFunc("/actuator/health", health)
 	mux.HandleFunc("/actuator/health/", health) // health groups and components
 	mux.HandleFunc("/actuator/", func(w http.ResponseWriter, r *http.Request) {

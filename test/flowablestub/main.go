@@ -10,7 +10,8 @@
 //	/slow?d=2s             sleeps d (bounded by the request's context), then answers
 //	/bytes?n=1024          n bytes; with chunked=1 without Content-Length
 //	/echo                  the request body back
-//	/actuator/health[/...] {"status":"UP"}
+//	/actuator/health[/...] {"status":"UP"}, or 503 {"status":"DOWN"} after
+//	                       PUT /stub/health with the body DOWN (UP undoes it)
 //	/actuator/env          a fake environment with a fake secret, so that a
 //	                       missing block at the edge is visible
 //
