@@ -94,7 +94,7 @@ func (p *Proxy) startCheckerLocked(o *Options) {
 
 // checkLoop checks every upstream in the set each interval until the proxy
 // closes or checks are turned off (SetOptions). The options are read
-// afresh each round, so that a reload applies from the next.
+// afresh each round; new ones start a round at once.
 func (p *Proxy) checkLoop(done chan struct{}) {
 	defer close(done)
 	for {
@@ -113,6 +113,8 @@ func (p *Proxy) checkLoop(done chan struct{}) {
 		case <-p.checkCtx.Done():
 			t.Stop()
 			return
+		case <-p.checkWake:
+			t.Stop()
 		case <-t.C:
 		}
 	}

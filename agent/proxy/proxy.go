@@ -170,8 +170,10 @@ type Proxy struct {
 	lingering map[*upstream]struct{}
 	closed    bool
 	// Active health checks (healthcheck.go): checkDone is the running
-	// loop's, nil when none runs; checkCtx ends with the proxy.
+	// loop's, nil when none runs; checkWake starts its next round at once
+	// (new options); checkCtx ends with the proxy.
 	checkDone     chan struct{}
+	checkWake     chan struct{}
 	checkCtx      context.Context
 	checkCancel   context.CancelFunc
 	checksIgnored bool // every upstream fails its checks: none is taken out
@@ -191,6 +193,7 @@ func New(opts Options) *Proxy {
 	}
 	p.opts.Store(&o)
 	p.checkCtx, p.checkCancel = context.WithCancel(context.Background())
+	p.checkWake = make(chan struct{}, 1)
 	p.set.Store(newUpstreamSet(nil, nil))
 	p.bufs.New = func() any { return new(copyBuf) }
 	p.rp = &httputil.ReverseProxy{
@@ -215,6 +218,10 @@ func (p *Proxy) SetOptions(opts Options) {
 	p.mu.Lock()
 	p.startCheckerLocked(&o)
 	p.mu.Unlock()
+	select {
+	case p.checkWake <- struct{}{}: // a running loop applies them now
+	default:
+	}
 }
 
 func (p *Proxy) options() *Options { return p.opts.Load() }
