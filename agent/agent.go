@@ -157,6 +157,7 @@ func (a *Agent) proxyOptions(cfg *Config) (proxy.Options, error) {
 		MaxBodyBytes:      cfg.HTTP.MaxBodyBytes,
 		ClientBodyTimeout: cfg.HTTP.ClientBodyTimeout,
 		SendTimeout:       cfg.HTTP.SendTimeout,
+		RequestIDHeader:   cfg.HTTP.RequestIDHeader,
 		HealthCheck: proxy.HealthCheck{
 			Path:     cfg.Upstreams.HealthCheck.Path,
 			Interval: cfg.Upstreams.HealthCheck.Interval,

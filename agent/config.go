@@ -267,6 +267,9 @@ type HTTPConfig struct {
 	// WebSocket messages, to a client that does not read them; 0 means no
 	// limit.
 	SendTimeout time.Duration `yaml:"send_timeout"`
+	// RequestIDHeader names the header that carries each request's ID to
+	// the node, back to the client and into the access log; empty: none.
+	RequestIDHeader string `yaml:"request_id_header"`
 	// MaxConnections bounds concurrent client connections per listener;
 	// 0 means no limit.
 	MaxConnections int `yaml:"max_connections"`
@@ -582,6 +585,11 @@ func (c *Config) Validate() error {
 	}
 	if c.HTTP.SendTimeout < 0 {
 		add(fieldErr("http.send_timeout", "must not be negative (0 = no limit)"))
+	}
+	if c.HTTP.RequestIDHeader != "" {
+		if _, err := proxy.CheckRequestIDHeader(c.HTTP.RequestIDHeader); err != nil {
+			add(&FieldError{Key: "http.request_id_header", Err: err})
+		}
 	}
 	if c.HTTP.MaxHeaderBytes < 4096 {
 		add(fieldErr("http.max_header_bytes", "%d is too small; at least 4096", c.HTTP.MaxHeaderBytes))

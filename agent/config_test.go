@@ -182,6 +182,8 @@ func TestValidateNamesEachKey(t *testing.T) {
 		{"upstreams.idle_conn_timeout", func(c *Config) { c.Upstreams.IdleConnTimeout = 0 }, "positive"},
 		{"upstreams.keepalive", func(c *Config) { c.Upstreams.KeepAlive = 0 }, "at least 1"},
 		{"upstreams.health_check.path", func(c *Config) { c.Upstreams.HealthCheck.Path = "actuator/health" }, "/actuator/health"},
+		{"http.request_id_header", func(c *Config) { c.HTTP.RequestIDHeader = "X-Forwarded-For" }, "X-Request-ID"},
+		{"http.request_id_header", func(c *Config) { c.HTTP.RequestIDHeader = "X Request" }, "not a header name"},
 		{"upstreams.health_check.path", func(c *Config) { c.Upstreams.HealthCheck.Path = "http://node/health" }, "not a request path"},
 		{"upstreams.health_check.path", func(c *Config) { c.Upstreams.HealthCheck.Path = "/a b" }, "not a request path"},
 		{"upstreams.health_check.interval", func(c *Config) { c.Upstreams.HealthCheck.Interval = 0 }, "positive"},
@@ -260,6 +262,7 @@ func TestValidateAccepts(t *testing.T) {
 		{"TLS 1.3 only", func(c *Config) { c.TLS.MinVersion = "1.3" }},
 		{"drain 0 keeps sockets", func(c *Config) { c.Upstreams.DrainTimeout = 0 }},
 		{"max_fails 0 disables passive health", func(c *Config) { c.Upstreams.MaxFails = 0 }},
+		{"request IDs", func(c *Config) { c.HTTP.RequestIDHeader = "x-correlation-id" }},
 		{"health checks with a query", func(c *Config) { c.Upstreams.HealthCheck.Path = "/actuator/health/readiness?probe=flowgate" }},
 	}
 	for _, tt := range tests {

@@ -319,8 +319,9 @@ func (c *fastConn) writeResponse(st *requestState, req *http.Request, resp *http
 		writeDate(bw, st.start)
 	}
 	conn := resp.Header["Connection"]
+	idName := st.opts.RequestIDHeader
 	for k, vv := range resp.Header {
-		if responseHopField(k) || len(conn) > 0 && hasToken(conn, k) {
+		if responseHopField(k) || len(conn) > 0 && hasToken(conn, k) || k == idName {
 			continue
 		}
 		for _, v := range vv {
@@ -329,6 +330,9 @@ func (c *fastConn) writeResponse(st *requestState, req *http.Request, resp *http
 	}
 	for _, v := range hsts {
 		writeField(bw, "Strict-Transport-Security", v)
+	}
+	if name := st.opts.RequestIDHeader; name != "" {
+		writeField(bw, name, st.requestID[0])
 	}
 	noBody := req.Method == http.MethodHead || code == http.StatusNoContent || code == http.StatusNotModified
 	chunked := false
@@ -468,6 +472,9 @@ func (c *fastConn) writeAnswer(st *requestState, ew *errorWriter, hsts []string,
 	}
 	for _, v := range hsts {
 		writeField(bw, "Strict-Transport-Security", v)
+	}
+	if name := st.opts.RequestIDHeader; name != "" {
+		writeField(bw, name, st.requestID[0])
 	}
 	bw.WriteString("Content-Length: ")
 	bw.Write(strconv.AppendInt(bw.AvailableBuffer(), int64(len(ew.body)), 10))

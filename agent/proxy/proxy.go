@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httputil"
+	"net/textproto"
 	"os"
 	"strconv"
 	"sync"
@@ -71,6 +72,11 @@ type Options struct {
 	// NoUpstreamRetryAfter is the Retry-After sent with a 503 when the set is
 	// empty; 0 means 5s.
 	NoUpstreamRetryAfter time.Duration
+	// RequestIDHeader, when set, names the header that carries each
+	// request's ID (requestid.go) to the upstream, back to the client and
+	// into the access log, such as X-Request-Id (canonical form: see
+	// CheckRequestIDHeader). Empty: no request IDs.
+	RequestIDHeader string
 	// HealthCheck configures active health checks; its zero value has
 	// none.
 	HealthCheck HealthCheck
@@ -110,6 +116,9 @@ type TransportOptions struct {
 }
 
 func (o Options) withDefaults() Options {
+	if o.RequestIDHeader != "" {
+		o.RequestIDHeader = textproto.CanonicalMIMEHeaderKey(o.RequestIDHeader)
+	}
 	if o.Balance == "" {
 		o.Balance = RoundRobin
 	}
@@ -484,6 +493,7 @@ type requestState struct {
 	body      *retryableBody // the request body (&reqBody); nil without one
 	triedBuf  [3]*upstream
 	fwd       [5]string // X-Forwarded-* values; the outbound header points here
+	requestID [1]string // Options.RequestIDHeader's value; "" without one
 	reqBody   retryableBody
 	respBody  countedBody
 	// respBuf, when set, is where the upstream's response is built: the
@@ -608,6 +618,16 @@ func (p *Proxy) admit(st *requestState, r *http.Request, peer tcpPeer, xff []str
 	// The client address first: access logs and the rate limit need it for
 	// requests refused below too.
 	st.chain, st.clientIP = o.TrustedProxies.chainForPeer(peer, xff)
+	if name := o.RequestIDHeader; name != "" {
+		trusted := peer.ok && len(o.TrustedProxies) > 0 && o.TrustedProxies.Contains(peer.addr)
+		st.requestID[0] = requestIDFor(r.Header[name], trusted)
+		if st.respBuf == nil {
+			// net/http's path: every answer carries it, the upstream's
+			// (modifyResponse drops the upstream's own) and flowgate's.
+			// The fast path writes it with each head.
+			rec.Header()[name] = st.requestID[:1:1]
+		}
+	}
 	if o.RateLimit != nil {
 		if ok, wait := o.RateLimit.Allow(st.clientIP); !ok {
 			rec.Header().Set("Retry-After", strconv.Itoa(int((wait+time.Second-1)/time.Second)))
@@ -671,7 +691,7 @@ func (p *Proxy) finish(st *requestState) {
 		o.Metrics.requests.WithLabelValues("", strconv.Itoa(code), methodLabel(st.method)).Inc()
 	}
 	if o.AccessLog != nil {
-		o.AccessLog.LogAttrs(st.Context, slog.LevelInfo, "request",
+		attrs := [...]slog.Attr{
 			slog.String("client", st.clientIP),
 			slog.String("method", st.method),
 			slog.String("host", st.host),
@@ -681,7 +701,13 @@ func (p *Proxy) finish(st *requestState) {
 			slog.Int64("bytes", st.rec.bytes),
 			slog.Duration("duration", d),
 			slog.String("upstream", name),
-		)
+			slog.String("request_id", st.requestID[0]),
+		}
+		n := len(attrs)
+		if st.requestID[0] == "" {
+			n-- // no request IDs
+		}
+		o.AccessLog.LogAttrs(st.Context, slog.LevelInfo, "request", attrs[:n]...)
 	}
 }
 
@@ -715,11 +741,17 @@ func (st *requestState) setForwarded(h http.Header, host string, o *Options) {
 	h["X-Forwarded-Proto"] = st.fwd[2:3:3]
 	h["X-Forwarded-Host"] = st.fwd[3:4:4]
 	h["X-Forwarded-Port"] = st.fwd[4:5:5]
+	if name := o.RequestIDHeader; name != "" {
+		h[name] = st.requestID[:1:1]
+	}
 }
 
 func (p *Proxy) modifyResponse(resp *http.Response) error {
 	st := stateFrom(resp.Request.Context())
 	st.setStickyCookie(resp.Header)
+	if name := st.opts.RequestIDHeader; name != "" {
+		delete(resp.Header, name) // the client gets flowgate's (admit)
+	}
 	if _, ok := resp.Header["Content-Type"]; !ok {
 		// net/http's server would sniff the body and add a Content-Type
 		// the upstream never sent (text/html, say, for a body a browser
