@@ -134,7 +134,7 @@ func (a *Agent) proxyOptions(cfg *Config) (proxy.Options, error) {
 	if err != nil {
 		return proxy.Options{}, err
 	}
-	paths, err := proxy.NewPathPolicy(cfg.HTTP.BlockedPaths, cfg.HTTP.AllowedPaths)
+	paths, err := cfg.HTTP.pathPolicy()
 	if err != nil {
 		return proxy.Options{}, err
 	}

@@ -160,6 +160,30 @@ type UpstreamsConfig struct {
 	TLS UpstreamTLSConfig `yaml:"tls"`
 }
 
+// RestrictedPath lets only clients from AllowFrom (CIDRs or addresses)
+// reach Path and what lies under it; others get 403.
+type RestrictedPath struct {
+	Path      string   `yaml:"path"`
+	AllowFrom []string `yaml:"allow_from"`
+}
+
+// pathPolicy builds the proxy's path policy from the blocked, allowed and
+// restricted paths.
+func (h *HTTPConfig) pathPolicy() (*proxy.PathPolicy, error) {
+	p, err := proxy.NewPathPolicy(h.BlockedPaths, h.AllowedPaths)
+	if err != nil {
+		return nil, err
+	}
+	rs := make([]proxy.PathRestriction, 0, len(h.RestrictedPaths))
+	for _, r := range h.RestrictedPaths {
+		rs = append(rs, proxy.PathRestriction{Prefix: r.Path, AllowFrom: r.AllowFrom})
+	}
+	if err := p.Restrict(rs); err != nil {
+		return nil, err
+	}
+	return p, nil
+}
+
 // HealthCheckConfig configures active health checks: every Interval each
 // node is sent GET Path; Fails failures in a row take it out, Passes
 // passes in a row bring it back. A 2xx or 3xx answer within Timeout
@@ -248,6 +272,8 @@ type HTTPConfig struct {
 	// AllowedPaths are exceptions. Default: /actuator except /actuator/health.
 	BlockedPaths []string `yaml:"blocked_paths"`
 	AllowedPaths []string `yaml:"allowed_paths"`
+	// RestrictedPaths may be reached only from some networks.
+	RestrictedPaths []RestrictedPath `yaml:"restricted_paths"`
 	// ReadHeaderTimeout cuts clients that send headers too slowly (slowloris).
 	ReadHeaderTimeout time.Duration `yaml:"read_header_timeout"`
 	// IdleTimeout closes idle keep-alive client connections.
@@ -577,6 +603,12 @@ func (c *Config) Validate() error {
 	}
 	if _, err := proxy.NewPathPolicy(c.HTTP.BlockedPaths, c.HTTP.AllowedPaths); err != nil {
 		add(&FieldError{Key: "http.blocked_paths", Err: err})
+	}
+	for i, r := range c.HTTP.RestrictedPaths {
+		p, _ := proxy.NewPathPolicy(nil, nil)
+		if err := p.Restrict([]proxy.PathRestriction{{Prefix: r.Path, AllowFrom: r.AllowFrom}}); err != nil {
+			add(&FieldError{Key: fmt.Sprintf("http.restricted_paths[%d]", i), Err: err})
+		}
 	}
 	add(positive("http.read_header_timeout", c.HTTP.ReadHeaderTimeout))
 	add(positive("http.idle_timeout", c.HTTP.IdleTimeout))

@@ -183,6 +183,12 @@ func TestValidateNamesEachKey(t *testing.T) {
 		{"upstreams.keepalive", func(c *Config) { c.Upstreams.KeepAlive = 0 }, "at least 1"},
 		{"upstreams.health_check.path", func(c *Config) { c.Upstreams.HealthCheck.Path = "actuator/health" }, "/actuator/health"},
 		{"http.request_id_header", func(c *Config) { c.HTTP.RequestIDHeader = "X-Forwarded-For" }, "X-Request-ID"},
+		{"http.restricted_paths[1]", func(c *Config) {
+			c.HTTP.RestrictedPaths = []RestrictedPath{{Path: "/a", AllowFrom: []string{"10.0.0.0/8"}}, {Path: "/b"}}
+		}, "no network to allow"},
+		{"http.restricted_paths[0]", func(c *Config) {
+			c.HTTP.RestrictedPaths = []RestrictedPath{{Path: "/a", AllowFrom: []string{"office"}}}
+		}, "invalid CIDR address: office"},
 		{"http.request_id_header", func(c *Config) { c.HTTP.RequestIDHeader = "X Request" }, "not a header name"},
 		{"upstreams.health_check.path", func(c *Config) { c.Upstreams.HealthCheck.Path = "http://node/health" }, "not a request path"},
 		{"upstreams.health_check.path", func(c *Config) { c.Upstreams.HealthCheck.Path = "/a b" }, "not a request path"},
@@ -263,6 +269,9 @@ func TestValidateAccepts(t *testing.T) {
 		{"drain 0 keeps sockets", func(c *Config) { c.Upstreams.DrainTimeout = 0 }},
 		{"max_fails 0 disables passive health", func(c *Config) { c.Upstreams.MaxFails = 0 }},
 		{"request IDs", func(c *Config) { c.HTTP.RequestIDHeader = "x-correlation-id" }},
+		{"restricted paths", func(c *Config) {
+			c.HTTP.RestrictedPaths = []RestrictedPath{{Path: "/flowable-admin", AllowFrom: []string{"10.0.0.0/8", "::1"}}}
+		}},
 		{"health checks with a query", func(c *Config) { c.Upstreams.HealthCheck.Path = "/actuator/health/readiness?probe=flowgate" }},
 	}
 	for _, tt := range tests {

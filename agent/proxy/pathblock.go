@@ -11,8 +11,9 @@ import (
 // path past it: "/ACTUATOR/%65nv", "//actuator//env", "/actuator;x/env" and
 // "/actuator/health/../env" are all "/actuator/env".
 type PathPolicy struct {
-	blocked []string
-	allowed []string
+	blocked    []string
+	allowed    []string
+	restricted []restriction // pathrestrict.go
 }
 
 // NewPathPolicy builds a policy from blocked prefixes and allowed exceptions.

@@ -29,7 +29,9 @@ func backendView(raw string, rounds int) (string, bool) {
 // FuzzNormalizePath checks NormalizePath and the default policy on any path:
 // normalising is idempotent, the result is a clean absolute path, and a path
 // that reaches /actuator/env, as flowgate or as a backend decoding once or
-// twice reads it, is blocked.
+// twice reads it, is blocked. A restriction on /actuator/env refuses a
+// client from outside its networks exactly where blocking the path would,
+// and one from inside only a path that cannot be normalised.
 func FuzzNormalizePath(f *testing.F) {
 	for _, s := range []string{
 		"/", "/actuator/health", "/actuator/env", "/ACTUATOR/%65nv", "//actuator//env",
@@ -40,8 +42,22 @@ func FuzzNormalizePath(f *testing.F) {
 		f.Add(s)
 	}
 	policy := defaultPolicy(f)
+	envBlocked, err := NewPathPolicy([]string{"/actuator/env"}, nil)
+	if err != nil {
+		f.Fatal(err)
+	}
+	envRestricted, _ := NewPathPolicy(nil, nil)
+	if err := envRestricted.Restrict([]PathRestriction{{Prefix: "/actuator/env", AllowFrom: []string{"10.0.0.0/8"}}}); err != nil {
+		f.Fatal(err)
+	}
 	f.Fuzz(func(t *testing.T, raw string) {
 		n, ok := NormalizePath(raw)
+		if got, want := envRestricted.Restricted(raw, "203.0.113.9"), envBlocked.Blocked(raw); got != want {
+			t.Fatalf("%q from outside the networks: Restricted = %v, but Blocked = %v", raw, got, want)
+		}
+		if envRestricted.Restricted(raw, "10.1.2.3") && ok {
+			t.Fatalf("%q (normalised %q) refused to a client from an allowed network", raw, n)
+		}
 		if plain, isPlain := plainPath(raw); isPlain {
 			// The shortcut for plain paths must agree with the full reading.
 			if !ok || strings.ToLower(plain) != n {

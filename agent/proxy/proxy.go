@@ -639,6 +639,10 @@ func (p *Proxy) admit(st *requestState, r *http.Request, peer tcpPeer, xff []str
 		writeError(rec, http.StatusForbidden, "forbidden by flowgate path policy\n")
 		return false
 	}
+	if o.Paths.Restricted(r.URL.EscapedPath(), st.clientIP) {
+		writeError(rec, http.StatusForbidden, "forbidden from your network by flowgate path policy\n")
+		return false
+	}
 	if o.MaxBodyBytes > 0 && hasBody(r) {
 		if r.ContentLength > o.MaxBodyBytes {
 			writeError(rec, http.StatusRequestEntityTooLarge, "request body too large\n")

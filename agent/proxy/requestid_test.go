@@ -42,9 +42,9 @@ func TestCheckRequestIDHeader(t *testing.T) {
 	}
 }
 
-// requestIDClients are the three ways a request reaches the proxy: the
+// viaEachPath sends requests the three ways they reach the proxy: the
 // HTTP/1.1 fast path, net/http's HTTP/1.1 server and HTTP/2.
-func requestIDClients(t *testing.T, p *Proxy) map[string]func(req *http.Request) *http.Response {
+func viaEachPath(t *testing.T, p *Proxy) map[string]func(req *http.Request) *http.Response {
 	t.Helper()
 	addr, cfg, _ := fastFront(t, p, ConnOptions{})
 	plainURL, plain := front(t, p)
@@ -94,7 +94,7 @@ func TestRequestID(t *testing.T) {
 	}
 	p := newTestProxy(t, Options{RequestIDHeader: "x-request-id", Paths: paths,
 		AccessLog: slog.New(slog.NewJSONHandler(&logs, nil))}, up.upstream())
-	for name, send := range requestIDClients(t, p) {
+	for name, send := range viaEachPath(t, p) {
 		t.Run(name, func(t *testing.T) {
 			req, _ := http.NewRequest(http.MethodGet, "/x", nil)
 			resp := send(req)
@@ -137,7 +137,7 @@ func TestRequestIDFromTrustedProxy(t *testing.T) {
 	var logs lockedBuffer
 	p := newTestProxy(t, Options{RequestIDHeader: "X-Request-Id", TrustedProxies: trusted,
 		AccessLog: slog.New(slog.NewJSONHandler(&logs, nil))}, up.upstream())
-	for name, send := range requestIDClients(t, p) {
+	for name, send := range viaEachPath(t, p) {
 		t.Run(name, func(t *testing.T) {
 			req, _ := http.NewRequest(http.MethodGet, "/x", nil)
 			req.Header.Set("X-Request-Id", "0f3c0e6e-8d3b-4c1a-9b7e-2f1d2e3c4b5a")
@@ -169,7 +169,7 @@ func TestNoRequestIDByDefault(t *testing.T) {
 	up := newBackend(t, "a", nil)
 	var logs lockedBuffer
 	p := newTestProxy(t, Options{AccessLog: slog.New(slog.NewJSONHandler(&logs, nil))}, up.upstream())
-	for name, send := range requestIDClients(t, p) {
+	for name, send := range viaEachPath(t, p) {
 		t.Run(name, func(t *testing.T) {
 			req, _ := http.NewRequest(http.MethodGet, "/x", nil)
 			if resp := send(req); resp.Header.Get("X-Request-Id") != "" || up.lastHeader().Get("X-Request-Id") != "" {
