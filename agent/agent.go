@@ -294,6 +294,18 @@ func (a *Agent) Run(ctx context.Context) error {
 			return err
 		}
 	}
+	if len(cfg.Listen.ProxyProtocolFrom) > 0 {
+		from, err := proxy.ParseTrustedProxies(cfg.Listen.ProxyProtocolFrom) // validated
+		if err != nil {
+			closeAll()
+			return err
+		}
+		o := proxy.ProxyProtocolOptions{From: from, Timeout: cfg.HTTP.ReadHeaderTimeout, OnError: a.proxyProtocolError()}
+		httpsLn = proxy.NewProxyProtocolListener(httpsLn, o)
+		if httpLn != nil {
+			httpLn = proxy.NewProxyProtocolListener(httpLn, o)
+		}
+	}
 
 	runCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -490,6 +502,26 @@ func (a *Agent) answerMisdirected(w http.ResponseWriter, r *http.Request, target
 	w.WriteHeader(code)
 	if target == "" {
 		w.Write([]byte("this host is not served here\n"))
+	}
+}
+
+// proxyProtocolError logs connections from a load balancer dropped for a
+// missing or malformed PROXY protocol header: the first at once, then at
+// most one line a minute with the count, since a balancer that was not set
+// up to send it fails every connection.
+func (a *Agent) proxyProtocolError() func(net.Addr, error) {
+	var mu sync.Mutex
+	var last time.Time
+	var dropped int
+	return func(peer net.Addr, err error) {
+		mu.Lock()
+		defer mu.Unlock()
+		dropped++
+		if now := a.now(); last.IsZero() || now.Sub(last) >= time.Minute {
+			a.log.Warn("dropped a connection from a load balancer in listen.proxy_protocol_from: no valid PROXY protocol header",
+				"peer", peer.String(), "err", err, "dropped_since_last_report", dropped)
+			last, dropped = now, 0
+		}
 	}
 }
 

@@ -64,6 +64,10 @@ type ListenConfig struct {
 	// X-Forwarded-Port when a NAT or container maps ports; 0 means the port
 	// of Listen.HTTPS.
 	PublicHTTPSPort int `yaml:"public_https_port"`
+	// ProxyProtocolFrom are the TCP load balancers (CIDRs or addresses)
+	// whose connections to the HTTPS and HTTP listeners start with a PROXY
+	// protocol header naming the client.
+	ProxyProtocolFrom []string `yaml:"proxy_protocol_from"`
 }
 
 // TLSConfig configures the HTTPS listener.
@@ -465,6 +469,9 @@ func (c *Config) Validate() error {
 	add(checkAddr("listen.admin", c.Listen.Admin, true))
 	if p := c.Listen.PublicHTTPSPort; p < 0 || p > 65535 {
 		add(fieldErr("listen.public_https_port", "%d is not a port (1-65535, or 0 for the listener's port)", p))
+	}
+	if _, err := proxy.ParseTrustedProxies(c.Listen.ProxyProtocolFrom); err != nil {
+		add(&FieldError{Key: "listen.proxy_protocol_from", Err: fmt.Errorf("%v; use the load balancers' CIDRs like 10.0.0.0/8 or single addresses", err)})
 	}
 	for i, n := range c.ServerNames {
 		if !validServerName(n) {

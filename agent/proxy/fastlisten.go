@@ -71,6 +71,9 @@ func (l *httpsListener) start() {
 
 // serve completes the handshake of one connection and passes it on.
 func (l *httpsListener) serve(c net.Conn) {
+	if h, ok := c.(proxyHeaderReader); ok && h.ReadProxyHeader() != nil {
+		return // closed; its OnError was told
+	}
 	cc := newCoalescingConn(c)
 	tc := tls.Server(cc, l.config)
 	if d := l.fast.o.ReadHeaderTimeout; d > 0 {
