@@ -131,6 +131,7 @@ func (p *Proxy) checkRound(o *Options, h HealthCheck) {
 			if p.checkCtx.Err() != nil {
 				return // closing: the check was cut, not failed
 			}
+			u.metrics.checked(err)
 			u.mu.Lock()
 			flipped := u.check.record(err, h)
 			failing, last := u.check.failing, u.check.last

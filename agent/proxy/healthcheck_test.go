@@ -83,7 +83,8 @@ func TestHealthCheckTakesAFailingNodeOut(t *testing.T) {
 	a, b := newCheckedBackend(t, "a"), newCheckedBackend(t, "b")
 	var logs lockedBuffer
 	hc := HealthCheck{Path: "/health", Interval: 30 * time.Millisecond, Timeout: time.Second, Fails: 2, Passes: 2}
-	p := newTestProxy(t, Options{HealthCheck: hc, Logger: slog.New(slog.NewTextHandler(&logs, nil))}, a.upstream(), b.upstream())
+	m := NewMetrics(nil)
+	p := newTestProxy(t, Options{HealthCheck: hc, Metrics: m, Logger: slog.New(slog.NewTextHandler(&logs, nil))}, a.upstream(), b.upstream())
 	url, client := front(t, p)
 	eventually(t, "both nodes checked", func() bool { return a.checks.Load() > 0 && b.checks.Load() > 0 })
 	if st, h := checkStateOf(p, b.upstream().Addr); st != "up" || h != "passing" {
@@ -104,6 +105,12 @@ func TestHealthCheckTakesAFailingNodeOut(t *testing.T) {
 		if s.Addr == b.upstream().Addr && (s.Health != "failing" || s.LastCheckError != "status 503") {
 			t.Errorf("/status for b: health %q, last error %q; want failing, status 503", s.Health, s.LastCheckError)
 		}
+	}
+	if got := gaugeValue(t, m.checks.WithLabelValues(b.upstream().Key(), "fail")); got < 2 {
+		t.Errorf("flowgate_upstream_health_checks_total{result=fail} for b: got %v; want at least 2", got)
+	}
+	if got := gaugeValue(t, m.checks.WithLabelValues(a.upstream().Key(), "pass")); got < 1 {
+		t.Errorf("flowgate_upstream_health_checks_total{result=pass} for a: got %v; want at least 1", got)
 	}
 
 	b.status.Store(http.StatusOK)

@@ -17,6 +17,7 @@ type Metrics struct {
 	websockets prometheus.Gauge
 	retries    prometheus.Counter
 	ejections  *prometheus.CounterVec
+	checks     *prometheus.CounterVec
 }
 
 // NewMetrics creates the proxy metrics and registers them with reg.
@@ -47,9 +48,13 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "flowgate_upstream_ejections_total",
 			Help: "Times passive health took an upstream out after max_fails failures.",
 		}, []string{"upstream"}),
+		checks: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "flowgate_upstream_health_checks_total",
+			Help: "Active health checks sent to an upstream, by result (pass or fail).",
+		}, []string{"upstream", "result"}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.requests, m.duration, m.inflight, m.websockets, m.retries, m.ejections)
+		reg.MustRegister(m.requests, m.duration, m.inflight, m.websockets, m.retries, m.ejections, m.checks)
 	}
 	return m
 }
@@ -105,6 +110,19 @@ func (um *upstreamMetrics) forget() {
 	um.m.requests.DeletePartialMatch(prometheus.Labels{"upstream": um.name})
 	um.m.duration.DeleteLabelValues(um.name)
 	um.m.ejections.DeleteLabelValues(um.name)
+	um.m.checks.DeletePartialMatch(prometheus.Labels{"upstream": um.name})
+}
+
+// checked counts an active health check.
+func (um *upstreamMetrics) checked(err error) {
+	if um == nil {
+		return
+	}
+	result := "pass"
+	if err != nil {
+		result = "fail"
+	}
+	um.m.checks.WithLabelValues(um.name, result).Inc()
 }
 
 // methodLabel bounds the method label to the standard methods.

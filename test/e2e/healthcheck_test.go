@@ -60,8 +60,11 @@ func TestHealthCheckFollowsActuatorHealth(t *testing.T) {
 	if _, err := fg.WaitLog(mark, "upstream failed its health checks", 5*time.Second); err != nil {
 		t.Error(err)
 	}
-	if got := fg.Metric(t, "flowgate_upstream_up", "http://"+b.Addr); got != 0 {
-		t.Errorf("flowgate_upstream_up for the DOWN node: got %v; want 0", got)
+	if got := fg.MetricSamples(t, "flowgate_upstream_up", `upstream="http://`+b.Addr+`"`); len(got) != 1 || got[0] != 0 {
+		t.Errorf("flowgate_upstream_up for the DOWN node: got %v; want [0]", got)
+	}
+	if got := fg.Metric(t, "flowgate_upstream_health_checks_total", `upstream="http://`+b.Addr+`"`, `result="fail"`); got < 2 {
+		t.Errorf("flowgate_upstream_health_checks_total{result=\"fail\"} for the DOWN node: got %v; want at least 2", got)
 	}
 	const n = 200
 	counts, failed := countNodes(load(fg.Client, fg.URL("/headers"), 4, n, nil))
