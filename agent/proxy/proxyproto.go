@@ -79,7 +79,9 @@ type proxyProtoConn struct {
 	once   sync.Once
 	err    error
 	remote net.Addr // the client's, or the balancer's for a LOCAL header
-	prefix []byte   // bytes read past the header
+	// body is the connection after the header: the bytes read past it
+	// first.
+	body prefixConn
 }
 
 // ReadProxyHeader reads the header within the timeout, once. On failure the
@@ -97,7 +99,7 @@ func (c *proxyProtoConn) ReadProxyHeader() error {
 			c.Conn.Close()
 			return
 		}
-		c.remote, c.prefix = remote, rest
+		c.remote, c.body = remote, prefixConn{Conn: c.Conn, prefix: rest}
 		if c.remote == nil {
 			c.remote = c.Conn.RemoteAddr()
 		}
@@ -109,12 +111,7 @@ func (c *proxyProtoConn) Read(p []byte) (int, error) {
 	if err := c.ReadProxyHeader(); err != nil {
 		return 0, err
 	}
-	if len(c.prefix) > 0 {
-		n := copy(p, c.prefix)
-		c.prefix = c.prefix[n:]
-		return n, nil
-	}
-	return c.Conn.Read(p)
+	return c.body.Read(p)
 }
 
 // RemoteAddr is the client's address from the header; the balancer's when
@@ -131,10 +128,10 @@ func (c *proxyProtoConn) RemoteAddr() net.Addr {
 // tunnel, once the header and any bytes read past it are consumed; nil
 // before.
 func (c *proxyProtoConn) NetConn() net.Conn {
-	if c.ReadProxyHeader() != nil || len(c.prefix) > 0 {
+	if c.ReadProxyHeader() != nil {
 		return nil
 	}
-	return c.Conn
+	return c.body.NetConn()
 }
 
 var (
