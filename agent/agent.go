@@ -138,6 +138,10 @@ func (a *Agent) proxyOptions(cfg *Config) (proxy.Options, error) {
 	if err != nil {
 		return proxy.Options{}, err
 	}
+	respHeaders, err := proxy.NewResponseHeaders(cfg.HTTP.ResponseHeaders)
+	if err != nil {
+		return proxy.Options{}, err
+	}
 	upTLS, err := upstreamTLS(&cfg.Upstreams.TLS)
 	if err != nil {
 		return proxy.Options{}, err
@@ -158,6 +162,7 @@ func (a *Agent) proxyOptions(cfg *Config) (proxy.Options, error) {
 		ClientBodyTimeout: cfg.HTTP.ClientBodyTimeout,
 		SendTimeout:       cfg.HTTP.SendTimeout,
 		RequestIDHeader:   cfg.HTTP.RequestIDHeader,
+		ResponseHeaders:   respHeaders,
 		HealthCheck: proxy.HealthCheck{
 			Path:     cfg.Upstreams.HealthCheck.Path,
 			Interval: cfg.Upstreams.HealthCheck.Interval,

@@ -300,6 +300,9 @@ type HTTPConfig struct {
 	// RequestIDHeader names the header that carries each request's ID to
 	// the node, back to the client and into the access log; empty: none.
 	RequestIDHeader string `yaml:"request_id_header"`
+	// ResponseHeaders are set on every response (a value) or removed from
+	// the nodes' responses (an empty value).
+	ResponseHeaders map[string]string `yaml:"response_headers"`
 	// MaxConnections bounds concurrent client connections per listener;
 	// 0 means no limit.
 	MaxConnections int `yaml:"max_connections"`
@@ -628,6 +631,14 @@ func (c *Config) Validate() error {
 	if c.HTTP.RequestIDHeader != "" {
 		if _, err := proxy.CheckRequestIDHeader(c.HTTP.RequestIDHeader); err != nil {
 			add(&FieldError{Key: "http.request_id_header", Err: err})
+		}
+	}
+	if _, err := proxy.NewResponseHeaders(c.HTTP.ResponseHeaders); err != nil {
+		add(&FieldError{Key: "http.response_headers", Err: err})
+	}
+	for name := range c.HTTP.ResponseHeaders {
+		if c.HTTP.RequestIDHeader != "" && strings.EqualFold(name, c.HTTP.RequestIDHeader) {
+			add(fieldErr("http.response_headers", "%s is http.request_id_header, which sets it", name))
 		}
 	}
 	if c.HTTP.MaxHeaderBytes < 4096 {

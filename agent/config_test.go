@@ -184,6 +184,10 @@ func TestValidateNamesEachKey(t *testing.T) {
 		{"upstreams.health_check.path", func(c *Config) { c.Upstreams.HealthCheck.Path = "actuator/health" }, "/actuator/health"},
 		{"http.request_id_header", func(c *Config) { c.HTTP.RequestIDHeader = "X-Forwarded-For" }, "X-Request-ID"},
 		{"listen.proxy_protocol_from", func(c *Config) { c.Listen.ProxyProtocolFrom = []string{"lb.internal"} }, "CIDRs"},
+		{"http.response_headers", func(c *Config) { c.HTTP.ResponseHeaders = map[string]string{"Content-Length": "0"} }, "frames the response"},
+		{"http.response_headers", func(c *Config) {
+			c.HTTP.RequestIDHeader, c.HTTP.ResponseHeaders = "X-Request-ID", map[string]string{"x-request-id": ""}
+		}, "request_id_header"},
 		{"http.restricted_paths[1]", func(c *Config) {
 			c.HTTP.RestrictedPaths = []RestrictedPath{{Path: "/a", AllowFrom: []string{"10.0.0.0/8"}}, {Path: "/b"}}
 		}, "no network to allow"},
@@ -270,6 +274,9 @@ func TestValidateAccepts(t *testing.T) {
 		{"drain 0 keeps sockets", func(c *Config) { c.Upstreams.DrainTimeout = 0 }},
 		{"max_fails 0 disables passive health", func(c *Config) { c.Upstreams.MaxFails = 0 }},
 		{"request IDs", func(c *Config) { c.HTTP.RequestIDHeader = "x-correlation-id" }},
+		{"response headers", func(c *Config) {
+			c.HTTP.ResponseHeaders = map[string]string{"X-Frame-Options": "SAMEORIGIN", "Server": ""}
+		}},
 		{"PROXY protocol", func(c *Config) { c.Listen.ProxyProtocolFrom = []string{"10.0.0.0/8", "192.0.2.7", "2001:db8::/32"} }},
 		{"restricted paths", func(c *Config) {
 			c.HTTP.RestrictedPaths = []RestrictedPath{{Path: "/flowable-admin", AllowFrom: []string{"10.0.0.0/8", "::1"}}}

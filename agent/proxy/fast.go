@@ -319,9 +319,9 @@ func (c *fastConn) writeResponse(st *requestState, req *http.Request, resp *http
 		writeDate(bw, st.start)
 	}
 	conn := resp.Header["Connection"]
-	idName := st.opts.RequestIDHeader
+	idName, rh := st.opts.RequestIDHeader, st.opts.ResponseHeaders
 	for k, vv := range resp.Header {
-		if responseHopField(k) || len(conn) > 0 && hasToken(conn, k) || k == idName {
+		if responseHopField(k) || len(conn) > 0 && hasToken(conn, k) || k == idName || rh.ruled(k) {
 			continue
 		}
 		for _, v := range vv {
@@ -333,6 +333,11 @@ func (c *fastConn) writeResponse(st *requestState, req *http.Request, resp *http
 	}
 	if name := st.opts.RequestIDHeader; name != "" {
 		writeField(bw, name, st.requestID[0])
+	}
+	if rh := st.opts.ResponseHeaders; rh != nil {
+		for _, f := range rh.set {
+			writeField(bw, f.name, f.value[0])
+		}
 	}
 	noBody := req.Method == http.MethodHead || code == http.StatusNoContent || code == http.StatusNotModified
 	chunked := false
@@ -475,6 +480,13 @@ func (c *fastConn) writeAnswer(st *requestState, ew *errorWriter, hsts []string,
 	}
 	if name := st.opts.RequestIDHeader; name != "" {
 		writeField(bw, name, st.requestID[0])
+	}
+	if rh := st.opts.ResponseHeaders; rh != nil {
+		for _, f := range rh.set {
+			if _, own := ew.h[f.name]; !own { // flowgate's own value wins, as off the fast path
+				writeField(bw, f.name, f.value[0])
+			}
+		}
 	}
 	bw.WriteString("Content-Length: ")
 	bw.Write(strconv.AppendInt(bw.AvailableBuffer(), int64(len(ew.body)), 10))

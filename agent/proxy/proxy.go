@@ -77,6 +77,9 @@ type Options struct {
 	// into the access log, such as X-Request-Id (canonical form: see
 	// CheckRequestIDHeader). Empty: no request IDs.
 	RequestIDHeader string
+	// ResponseHeaders are set on, or removed from, every response; nil
+	// changes none.
+	ResponseHeaders *ResponseHeaders
 	// HealthCheck configures active health checks; its zero value has
 	// none.
 	HealthCheck HealthCheck
@@ -628,6 +631,13 @@ func (p *Proxy) admit(st *requestState, r *http.Request, peer tcpPeer, xff []str
 			rec.Header()[name] = st.requestID[:1:1]
 		}
 	}
+	if rh := o.ResponseHeaders; rh != nil && st.respBuf == nil {
+		// The same for the response header rules.
+		h := rec.Header()
+		for _, f := range rh.set {
+			h[f.name] = f.value
+		}
+	}
 	if o.RateLimit != nil {
 		if ok, wait := o.RateLimit.Allow(st.clientIP); !ok {
 			rec.Header().Set("Retry-After", strconv.Itoa(int((wait+time.Second-1)/time.Second)))
@@ -755,6 +765,11 @@ func (p *Proxy) modifyResponse(resp *http.Response) error {
 	st.setStickyCookie(resp.Header)
 	if name := st.opts.RequestIDHeader; name != "" {
 		delete(resp.Header, name) // the client gets flowgate's (admit)
+	}
+	if rh := st.opts.ResponseHeaders; rh != nil {
+		for name := range rh.names {
+			delete(resp.Header, name) // replaced (admit) or removed
+		}
 	}
 	if _, ok := resp.Header["Content-Type"]; !ok {
 		// net/http's server would sniff the body and add a Content-Type
