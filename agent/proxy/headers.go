@@ -28,6 +28,11 @@ func ParseTrustedProxies(list []string) (TrustedProxies, error) {
 	return out, nil
 }
 
+// trusts reports whether a connection's peer is a trusted proxy.
+func (t TrustedProxies) trusts(peer tcpPeer) bool {
+	return peer.ok && len(t) > 0 && t.Contains(peer.addr)
+}
+
 // Contains reports whether addr belongs to a trusted network.
 func (t TrustedProxies) Contains(addr netip.Addr) bool {
 	addr = addr.Unmap()
@@ -80,7 +85,7 @@ func (t TrustedProxies) chainForPeer(peer tcpPeer, xff []string) (chain, client 
 		return peer.host, peer.host
 	}
 	peerStr := peer.host
-	if len(t) == 0 || !t.Contains(peer.addr) {
+	if !t.trusts(peer) {
 		return peerStr, peerStr
 	}
 	var hops []string

@@ -622,8 +622,7 @@ func (p *Proxy) admit(st *requestState, r *http.Request, peer tcpPeer, xff []str
 	// requests refused below too.
 	st.chain, st.clientIP = o.TrustedProxies.chainForPeer(peer, xff)
 	if name := o.RequestIDHeader; name != "" {
-		trusted := peer.ok && len(o.TrustedProxies) > 0 && o.TrustedProxies.Contains(peer.addr)
-		st.requestID[0] = requestIDFor(r.Header[name], trusted)
+		st.requestID[0] = requestIDFor(r.Header[name], o.TrustedProxies.trusts(peer))
 		if st.respBuf == nil {
 			// net/http's path: every answer carries it, the upstream's
 			// (modifyResponse drops the upstream's own) and flowgate's.
@@ -645,11 +644,12 @@ func (p *Proxy) admit(st *requestState, r *http.Request, peer tcpPeer, xff []str
 			return false
 		}
 	}
-	if o.Paths.Blocked(r.URL.EscapedPath()) {
+	path := r.URL.EscapedPath()
+	if o.Paths.Blocked(path) {
 		writeError(rec, http.StatusForbidden, "forbidden by flowgate path policy\n")
 		return false
 	}
-	if o.Paths.Restricted(r.URL.EscapedPath(), st.clientIP) {
+	if o.Paths.Restricted(path, st.clientIP) {
 		writeError(rec, http.StatusForbidden, "forbidden from your network by flowgate path policy\n")
 		return false
 	}
