@@ -142,6 +142,10 @@ func (a *Agent) proxyOptions(cfg *Config) (proxy.Options, error) {
 	if err != nil {
 		return proxy.Options{}, err
 	}
+	compression, err := cfg.HTTP.compression()
+	if err != nil {
+		return proxy.Options{}, &FieldError{Key: "http.compression", Err: err}
+	}
 	upTLS, err := upstreamTLS(&cfg.Upstreams.TLS)
 	if err != nil {
 		return proxy.Options{}, err
@@ -163,6 +167,7 @@ func (a *Agent) proxyOptions(cfg *Config) (proxy.Options, error) {
 		SendTimeout:       cfg.HTTP.SendTimeout,
 		RequestIDHeader:   cfg.HTTP.RequestIDHeader,
 		ResponseHeaders:   respHeaders,
+		Compression:       compression,
 		HealthCheck: proxy.HealthCheck{
 			Path:     cfg.Upstreams.HealthCheck.Path,
 			Interval: cfg.Upstreams.HealthCheck.Interval,

@@ -9,6 +9,7 @@ import (
 	"net/url"
 	"os"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -303,6 +304,9 @@ type HTTPConfig struct {
 	// ResponseHeaders are set on every response (a value) or removed from
 	// the nodes' responses (an empty value).
 	ResponseHeaders map[string]string `yaml:"response_headers"`
+	// Compression gzips the nodes' responses for clients that accept it;
+	// off by default.
+	Compression CompressionConfig `yaml:"compression"`
 	// MaxConnections bounds concurrent client connections per listener;
 	// 0 means no limit.
 	MaxConnections int `yaml:"max_connections"`
@@ -327,6 +331,39 @@ type RateLimitConfig struct {
 	// MaxClients bounds the clients remembered at once (least recently
 	// seen forgotten first); 0 means 100000.
 	MaxClients int `yaml:"max_clients"`
+}
+
+// CompressionConfig configures gzip compression of the nodes' responses,
+// as NGINX's gzip module: only the media types listed, not responses the
+// node encoded itself, and not those shorter than MinLength.
+type CompressionConfig struct {
+	// Enabled turns compression on.
+	Enabled bool `yaml:"enabled"`
+	// Level is gzip's level, 1 (fastest) to 9 (smallest).
+	Level int `yaml:"level"`
+	// MinLength is the shortest response compressed, in bytes; a response
+	// of unknown length always is.
+	MinLength int64 `yaml:"min_length"`
+	// Types are the media types compressed: type/subtype or type/*.
+	Types []string `yaml:"types"`
+}
+
+// DefaultCompressionTypes are what Flowable's web apps and REST API send
+// that compresses well: pages, scripts, styles, JSON, BPMN and DMN XML,
+// SVG diagrams.
+var DefaultCompressionTypes = []string{
+	"text/html", "text/css", "text/plain", "text/javascript", "text/xml",
+	"application/javascript", "application/json", "application/xml",
+	"application/hal+json", "application/problem+json", "image/svg+xml",
+}
+
+// compression builds the proxy's compression; nil when it is off.
+func (h *HTTPConfig) compression() (*proxy.Compression, error) {
+	cc := h.Compression
+	if !cc.Enabled {
+		return nil, nil
+	}
+	return proxy.NewCompression(cc.Level, cc.MinLength, cc.Types)
 }
 
 // AdminConfig configures the admin listener's extras.
@@ -395,6 +432,11 @@ func Default() Config {
 			MaxConnections:    10000,
 			MaxWebSockets:     10000,
 			ShutdownTimeout:   30 * time.Second,
+			Compression: CompressionConfig{
+				Level:     5,
+				MinLength: 1024,
+				Types:     slices.Clone(DefaultCompressionTypes),
+			},
 		},
 		Log: LogConfig{Format: "text", Level: "info"},
 	}
@@ -640,6 +682,11 @@ func (c *Config) Validate() error {
 		if c.HTTP.RequestIDHeader != "" && strings.EqualFold(name, c.HTTP.RequestIDHeader) {
 			add(fieldErr("http.response_headers", "%s is http.request_id_header, which sets it", name))
 		}
+	}
+	// Checked when off too, so that turning it on later finds no surprise.
+	cc := c.HTTP.Compression
+	if _, err := proxy.NewCompression(cc.Level, cc.MinLength, cc.Types); err != nil {
+		add(&FieldError{Key: "http.compression", Err: err})
 	}
 	if c.HTTP.MaxHeaderBytes < 4096 {
 		add(fieldErr("http.max_header_bytes", "%d is too small; at least 4096", c.HTTP.MaxHeaderBytes))

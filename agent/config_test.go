@@ -195,6 +195,10 @@ func TestValidateNamesEachKey(t *testing.T) {
 			c.HTTP.RestrictedPaths = []RestrictedPath{{Path: "/a", AllowFrom: []string{"office"}}}
 		}, "invalid CIDR address: office"},
 		{"http.request_id_header", func(c *Config) { c.HTTP.RequestIDHeader = "X Request" }, "not a header name"},
+		{"http.compression", func(c *Config) { c.HTTP.Compression.Level = 11 }, "level 11: want 1 (fastest) to 9"},
+		{"http.compression", func(c *Config) { c.HTTP.Compression.Enabled, c.HTTP.Compression.Types = true, nil }, "types: empty"},
+		{"http.compression", func(c *Config) { c.HTTP.Compression.Types = []string{"text/html", "javascript"} }, `"javascript" is not a media type`},
+		{"http.response_headers", func(c *Config) { c.HTTP.ResponseHeaders = map[string]string{"Vary": "Origin"} }, "http.compression"},
 		{"upstreams.health_check.path", func(c *Config) { c.Upstreams.HealthCheck.Path = "http://node/health" }, "not a request path"},
 		{"upstreams.health_check.path", func(c *Config) { c.Upstreams.HealthCheck.Path = "/a b" }, "not a request path"},
 		{"upstreams.health_check.interval", func(c *Config) { c.Upstreams.HealthCheck.Interval = 0 }, "positive"},

@@ -297,8 +297,9 @@ func (c *fastConn) serveRequest(r *http.Request, fr fastRequest, hsts []string) 
 		p.errorHandlerWith(&st.rec, r, st, err, st.opts)
 		return c.writeAnswer(st, ew, hsts, fr.close)
 	}
-	defer resp.Body.Close()
 	st.setStickyCookie(resp.Header)
+	st.opts.Compression.apply(r, resp, st.opts.Metrics)
+	defer resp.Body.Close()
 	return c.writeResponse(st, r, resp, hsts, fr.close)
 }
 

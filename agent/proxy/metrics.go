@@ -18,6 +18,10 @@ type Metrics struct {
 	retries    prometheus.Counter
 	ejections  *prometheus.CounterVec
 	checks     *prometheus.CounterVec
+
+	compressed     prometheus.Counter
+	compressionIn  prometheus.Counter
+	compressionOut prometheus.Counter
 }
 
 // NewMetrics creates the proxy metrics and registers them with reg.
@@ -52,9 +56,22 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "flowgate_upstream_health_checks_total",
 			Help: "Active health checks sent to an upstream, by result (pass or fail).",
 		}, []string{"upstream", "result"}),
+		compressed: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "flowgate_compressed_responses_total",
+			Help: "Responses gzipped by flowgate (http.compression).",
+		}),
+		compressionIn: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "flowgate_compression_input_bytes_total",
+			Help: "Bytes of the nodes' responses that flowgate gzipped.",
+		}),
+		compressionOut: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "flowgate_compression_output_bytes_total",
+			Help: "Gzipped bytes those responses were sent as.",
+		}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.requests, m.duration, m.inflight, m.websockets, m.retries, m.ejections, m.checks)
+		reg.MustRegister(m.requests, m.duration, m.inflight, m.websockets, m.retries, m.ejections, m.checks,
+			m.compressed, m.compressionIn, m.compressionOut)
 	}
 	return m
 }

@@ -80,6 +80,9 @@ type Options struct {
 	// ResponseHeaders are set on, or removed from, every response; nil
 	// changes none.
 	ResponseHeaders *ResponseHeaders
+	// Compression gzips the nodes' responses for clients that take it;
+	// nil compresses nothing.
+	Compression *Compression
 	// HealthCheck configures active health checks; its zero value has
 	// none.
 	HealthCheck HealthCheck
@@ -782,6 +785,7 @@ func (p *Proxy) modifyResponse(resp *http.Response) error {
 	if resp.StatusCode == http.StatusSwitchingProtocols {
 		return p.startTunnel(st, resp)
 	}
+	st.opts.Compression.apply(resp.Request, resp, st.opts.Metrics)
 	return nil
 }
 

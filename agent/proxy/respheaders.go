@@ -38,6 +38,8 @@ var reservedResponseHeaders = map[string]string{
 	"Proxy-Connection":          "",
 	"Date":                      "",
 	"Content-Type":              "",
+	"Content-Encoding":          "",
+	"Vary":                      " (http.compression adds Accept-Encoding to it)",
 	"Location":                  "",
 	"Set-Cookie":                " (cookies are the application's)",
 	"Strict-Transport-Security": " (use tls.hsts_max_age)",

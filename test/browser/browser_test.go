@@ -33,6 +33,8 @@ func TestBrowser(t *testing.T) {
 	fg := harness.StartFlowgate(t, harness.Options{
 		Args:      []string{"--https-addr", httpsAddr, "--server-name", "localhost"},
 		Upstreams: []string{stub.Addr},
+		// The page comes gzipped, for Chromium to decode.
+		Config: "http:\n  compression:\n    enabled: true\n    min_length: 0\n",
 	})
 	if fg.CAPEM == nil {
 		t.Fatalf("admin %s served no CA certificate; want the built-in issuer's CA", "/.well-known/flowgate/ca.crt")
@@ -83,6 +85,9 @@ func TestBrowser(t *testing.T) {
 			t.Fatalf("navigating to %s with flowgate's CA trusted: got %v; want the page", pageURL, err)
 		}
 		checkSecurePage(t, resp, pageURL, caSubjectCN(t, fg.CAPEM))
+		if got := headerValue(resp.Headers, "Content-Encoding"); got != "gzip" {
+			t.Errorf("page Content-Encoding %q; want gzip (http.compression), which the page's script then ran from", got)
+		}
 		if d := resp.SecurityDetails; d != nil && !slices.Contains(d.SanList, "localhost") {
 			t.Errorf("certificate names: got %q; want localhost among them", d.SanList)
 		}

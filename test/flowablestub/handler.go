@@ -145,8 +145,8 @@ func serveSlow(w http.ResponseWriter, r *http.Request) {
 	fmt.Fprintf(w, "slept %v\n", d)
 }
 
-// serveBytes answers ?n= bytes (default 1024), with Content-Length unless
-// chunked=1.
+// serveBytes answers ?n= bytes (default 1024) of ?type= (default
+// application/octet-stream), with Content-Length unless chunked=1.
 func serveBytes(w http.ResponseWriter, r *http.Request) {
 	n := 1024
 	if s := r.URL.Query().Get("n"); s != "" {
@@ -156,7 +156,11 @@ func serveBytes(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	w.Header().Set("Content-Type", "application/octet-stream")
+	typ := r.URL.Query().Get("type")
+	if typ == "" {
+		typ = "application/octet-stream"
+	}
+	w.Header().Set("Content-Type", typ)
 	if r.URL.Query().Get("chunked") == "1" {
 		// Flushing the headers first makes net/http use chunked encoding.
 		w.WriteHeader(http.StatusOK)
