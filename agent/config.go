@@ -346,6 +346,9 @@ type CompressionConfig struct {
 	MinLength int64 `yaml:"min_length"`
 	// Types are the media types compressed: type/subtype or type/*.
 	Types []string `yaml:"types"`
+	// MaxConcurrent bounds the responses compressed at once (each holds a
+	// compressor of about 1 MiB); beyond it they go out uncompressed.
+	MaxConcurrent int `yaml:"max_concurrent"`
 }
 
 // DefaultCompressionTypes are what Flowable's web apps and REST API send
@@ -363,7 +366,7 @@ func (h *HTTPConfig) compression() (*proxy.Compression, error) {
 	if !cc.Enabled {
 		return nil, nil
 	}
-	return proxy.NewCompression(cc.Level, cc.MinLength, cc.Types)
+	return proxy.NewCompression(cc.Level, cc.MinLength, cc.Types, cc.MaxConcurrent)
 }
 
 // AdminConfig configures the admin listener's extras.
@@ -433,9 +436,10 @@ func Default() Config {
 			MaxWebSockets:     10000,
 			ShutdownTimeout:   30 * time.Second,
 			Compression: CompressionConfig{
-				Level:     5,
-				MinLength: 1024,
-				Types:     slices.Clone(DefaultCompressionTypes),
+				Level:         5,
+				MinLength:     1024,
+				Types:         slices.Clone(DefaultCompressionTypes),
+				MaxConcurrent: 64,
 			},
 		},
 		Log: LogConfig{Format: "text", Level: "info"},
@@ -685,7 +689,7 @@ func (c *Config) Validate() error {
 	}
 	// Checked when off too, so that turning it on later finds no surprise.
 	cc := c.HTTP.Compression
-	if _, err := proxy.NewCompression(cc.Level, cc.MinLength, cc.Types); err != nil {
+	if _, err := proxy.NewCompression(cc.Level, cc.MinLength, cc.Types, cc.MaxConcurrent); err != nil {
 		add(&FieldError{Key: "http.compression", Err: err})
 	}
 	if c.HTTP.MaxHeaderBytes < 4096 {

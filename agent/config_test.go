@@ -196,6 +196,7 @@ func TestValidateNamesEachKey(t *testing.T) {
 		}, "invalid CIDR address: office"},
 		{"http.request_id_header", func(c *Config) { c.HTTP.RequestIDHeader = "X Request" }, "not a header name"},
 		{"http.compression", func(c *Config) { c.HTTP.Compression.Level = 11 }, "level 11: want 1 (fastest) to 9"},
+		{"http.compression", func(c *Config) { c.HTTP.Compression.MaxConcurrent = 0 }, "max_concurrent 0: want at least 1"},
 		{"http.compression", func(c *Config) { c.HTTP.Compression.Enabled, c.HTTP.Compression.Types = true, nil }, "types: empty"},
 		{"http.compression", func(c *Config) { c.HTTP.Compression.Types = []string{"text/html", "javascript"} }, `"javascript" is not a media type`},
 		{"http.response_headers", func(c *Config) { c.HTTP.ResponseHeaders = map[string]string{"Vary": "Origin"} }, "http.compression"},

@@ -1,7 +1,6 @@
 package proxy
 
 import (
-	"compress/gzip"
 	"errors"
 	"fmt"
 	"io"
@@ -9,6 +8,9 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
+
+	"github.com/klauspost/compress/gzip"
 )
 
 // Compression gzips the nodes' responses for clients that accept it, as
@@ -25,6 +27,8 @@ import (
 type Compression struct {
 	level     int
 	minLength int64
+	max       int64           // responses compressed at once at most
+	active    atomic.Int64    // responses being compressed
 	exact     map[string]bool // media types, lower case
 	prefixes  []string        // "text/" for "text/*"
 	writers   sync.Pool       // *gzipWriter
@@ -33,18 +37,26 @@ type Compression struct {
 // NewCompression builds gzip compression at level (1, fastest, to 9,
 // smallest) for responses of the media types given ("text/html", or
 // "text/*" for every subtype) of at least minLength bytes (a response of
-// unknown length always qualifies).
-func NewCompression(level int, minLength int64, types []string) (*Compression, error) {
+// unknown length always qualifies), maxConcurrent of them at once at most.
+//
+// A compressor holds about 1 MiB for as long as its response takes to
+// send, so a client that reads slowly holds one that long. Beyond
+// maxConcurrent, responses go out uncompressed rather than wait or take
+// memory without bound.
+func NewCompression(level int, minLength int64, types []string, maxConcurrent int) (*Compression, error) {
 	if level < gzip.BestSpeed || level > gzip.BestCompression {
 		return nil, fmt.Errorf("level %d: want 1 (fastest) to 9 (smallest)", level)
 	}
 	if minLength < 0 {
 		return nil, fmt.Errorf("min_length %d: must not be negative (0 compresses every length)", minLength)
 	}
+	if maxConcurrent < 1 {
+		return nil, fmt.Errorf("max_concurrent %d: want at least 1", maxConcurrent)
+	}
 	if len(types) == 0 {
 		return nil, fmt.Errorf("types: empty; list the media types to compress, such as text/html and application/json")
 	}
-	c := &Compression{level: level, minLength: minLength, exact: make(map[string]bool)}
+	c := &Compression{level: level, minLength: minLength, max: int64(maxConcurrent), exact: make(map[string]bool)}
 	for _, t := range types {
 		mt := strings.ToLower(strings.TrimSpace(t))
 		typ, sub, ok := strings.Cut(mt, "/")
@@ -139,6 +151,13 @@ func (c *Compression) apply(req *http.Request, resp *http.Response, m *Metrics) 
 	if !acceptsGzip(req.Header["Accept-Encoding"]) {
 		return
 	}
+	head := req.Method == http.MethodHead || resp.Body == nil || resp.Body == http.NoBody
+	if !head && !c.acquire() {
+		if m != nil {
+			m.compressionBusy.Inc()
+		}
+		return // as the node sent it
+	}
 	h["Content-Encoding"] = gzipEncoding
 	delete(h, "Content-Length")
 	delete(h, "Accept-Ranges")
@@ -147,10 +166,20 @@ func (c *Compression) apply(req *http.Request, resp *http.Response, m *Metrics) 
 	}
 	streaming := resp.ContentLength < 0
 	resp.ContentLength = -1
-	if req.Method == http.MethodHead || resp.Body == nil || resp.Body == http.NoBody {
-		return // HEAD: the header says what a GET gets
+	if head {
+		return // the header says what a GET gets
 	}
 	resp.Body = newGzipBody(c, resp.Body, streaming, m)
+}
+
+// acquire takes one of the max slots for a compressed body, which gives
+// it back when closed; false when all are taken.
+func (c *Compression) acquire() bool {
+	if c.active.Add(1) > c.max {
+		c.active.Add(-1)
+		return false
+	}
+	return true
 }
 
 // acceptsGzip reports whether an Accept-Encoding field takes gzip: gzip
@@ -225,6 +254,7 @@ func (w *gzipWriter) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
+// newGzipBody compresses src with a slot the caller has acquired.
 func newGzipBody(c *Compression, src io.ReadCloser, streaming bool, m *Metrics) *gzipBody {
 	w := c.writers.Get().(*gzipWriter)
 	w.out = w.out[:0]
@@ -288,5 +318,6 @@ func (b *gzipBody) Close() error {
 		w.out = nil
 	}
 	b.c.writers.Put(w)
+	b.c.active.Add(-1)
 	return err
 }

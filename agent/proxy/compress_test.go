@@ -17,7 +17,7 @@ func testCompression(t *testing.T, minLength int64, types ...string) *Compressio
 	if len(types) == 0 {
 		types = []string{"text/html", "application/json", "text/*"}
 	}
-	c, err := NewCompression(5, minLength, types)
+	c, err := NewCompression(5, minLength, types, 100)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -40,7 +40,7 @@ func TestNewCompressionRejects(t *testing.T) {
 		{5, 0, []string{"text/"}, "is not a media type"},
 		{5, 0, []string{"*/*"}, "compressed already"},
 	} {
-		_, err := NewCompression(tt.level, tt.min, tt.types)
+		_, err := NewCompression(tt.level, tt.min, tt.types, 1)
 		if err == nil || !strings.Contains(err.Error(), tt.want) {
 			t.Errorf("NewCompression(%d, %d, %q): got %v; want an error with %q", tt.level, tt.min, tt.types, err, tt.want)
 		}
@@ -206,7 +206,7 @@ func TestGzipBodyRoundTrip(t *testing.T) {
 					parts = append(parts, rest[:n])
 					rest = rest[n:]
 				}
-				b := newGzipBody(c, &pieces{parts: parts}, streaming, nil)
+				b := testGzipBody(t, c, &pieces{parts: parts}, streaming, nil)
 				var out bytes.Buffer
 				buf := make([]byte, 1+rng.IntN(40<<10))
 				for {
@@ -230,6 +230,15 @@ func TestGzipBodyRoundTrip(t *testing.T) {
 			}
 		}
 	}
+}
+
+// testGzipBody is newGzipBody with its slot acquired, as apply does.
+func testGzipBody(t testing.TB, c *Compression, src io.ReadCloser, streaming bool, m *Metrics) *gzipBody {
+	t.Helper()
+	if !c.acquire() {
+		t.Fatal("no compression slot left")
+	}
+	return newGzipBody(c, src, streaming, m)
 }
 
 func gunzip(t *testing.T, b []byte) []byte {
@@ -272,7 +281,7 @@ func TestGzipBodyStreamsEachPiece(t *testing.T) {
 			t.Errorf("before piece %d the client could read %q; want %q", i, got, want)
 		}
 	}
-	b := newGzipBody(c, src, true, nil)
+	b := testGzipBody(t, c, src, true, nil)
 	buf := make([]byte, 4096)
 	for {
 		n, err := b.Read(buf)
@@ -294,9 +303,9 @@ func TestGzipBodyStreamsEachPiece(t *testing.T) {
 // alone: it may serve another response by then.
 func TestGzipBodyAfterClose(t *testing.T) {
 	c := testCompression(t, 0)
-	b := newGzipBody(c, io.NopCloser(strings.NewReader("hello")), false, nil)
+	b := testGzipBody(t, c, io.NopCloser(strings.NewReader("hello")), false, nil)
 	b.Close()
-	other := newGzipBody(c, io.NopCloser(strings.NewReader(strings.Repeat("x", 1000))), false, nil)
+	other := testGzipBody(t, c, io.NopCloser(strings.NewReader(strings.Repeat("x", 1000))), false, nil)
 	if err := b.Close(); err != nil {
 		t.Errorf("second Close: %v", err)
 	}
@@ -396,4 +405,93 @@ func TestCompressionViaEachPath(t *testing.T) {
 	if in < float64(3*len(page)) || out <= 0 || out > in/5 {
 		t.Errorf("compression bytes in %v, out %v", in, out)
 	}
+}
+
+// Beyond max_concurrent, responses go out as the node sent them, counted
+// as busy; a slot comes back when its body is closed, and a HEAD takes
+// none.
+func TestCompressionMaxConcurrent(t *testing.T) {
+	c, err := NewCompression(5, 0, []string{"text/html"}, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := NewMetrics(nil)
+	respond := func(method string) *http.Response {
+		req, _ := http.NewRequest(method, "/", nil)
+		req.Header.Set("Accept-Encoding", "gzip")
+		resp := &http.Response{StatusCode: 200, Header: http.Header{"Content-Type": {"text/html"}}, ContentLength: -1,
+			Body: io.NopCloser(strings.NewReader("<p>page</p>"))}
+		if method == http.MethodHead {
+			resp.Body = http.NoBody
+		}
+		c.apply(req, resp, m)
+		return resp
+	}
+	first := respond(http.MethodGet)
+	if first.Header.Get("Content-Encoding") != "gzip" {
+		t.Fatal("first response: not compressed")
+	}
+	if head := respond(http.MethodHead); head.Header.Get("Content-Encoding") != "gzip" {
+		t.Error("HEAD while one is compressed: not the GET's header")
+	}
+	second := respond(http.MethodGet)
+	if second.Header.Get("Content-Encoding") != "" || second.Header.Get("Vary") != "Accept-Encoding" {
+		t.Errorf("second response while the first is open: header %v; want it uncompressed, with Vary", second.Header)
+	}
+	if body, _ := io.ReadAll(second.Body); string(body) != "<p>page</p>" {
+		t.Errorf("second response: body %q", body)
+	}
+	if got := gaugeValue(t, m.compressionBusy); got != 1 {
+		t.Errorf("flowgate_compression_busy_total %v; want 1", got)
+	}
+	first.Body.Close()
+	first.Body.Close() // a second Close gives back nothing more
+	third := respond(http.MethodGet)
+	if third.Header.Get("Content-Encoding") != "gzip" {
+		t.Error("after the first was closed: not compressed")
+	}
+	if fourth := respond(http.MethodGet); fourth.Header.Get("Content-Encoding") != "" {
+		t.Error("a second Close gave back a slot twice")
+	}
+	third.Body.Close()
+}
+
+// flowableTasks is a page of a Flowable REST task query, as JSON, cut to
+// n bytes.
+func flowableTasks(n int) []byte {
+	var b bytes.Buffer
+	b.WriteString(`{"data":[`)
+	for i := 0; b.Len() < n; i++ {
+		fmt.Fprintf(&b, `{"id":"%08x-%04x","name":%q,"assignee":%q,"processInstanceId":"%d","created":"2026-12-%02dT%02d:%02d:00.000Z","priority":%d,"variables":{"amount":%d,"approved":%v}},`,
+			i*7919, i, []string{"Review invoice", "Approve leave", "Check contract"}[i%3], []string{"kermit", "gonzo", "fozzie", "piggy"}[i%4],
+			100000+i*13, 1+i%28, i%24, i%60, 50+i%7, i*17, i%2 == 0)
+	}
+	return b.Bytes()[:n]
+}
+
+// BenchmarkGzipBody: a 100 KiB REST answer through a pooled compressor at
+// the default level.
+func BenchmarkGzipBody(b *testing.B) {
+	c, err := NewCompression(5, 0, []string{"application/json"}, 1)
+	if err != nil {
+		b.Fatal(err)
+	}
+	data := flowableTasks(100 << 10)
+	buf := make([]byte, 32<<10)
+	var out int
+	b.SetBytes(int64(len(data)))
+	b.ReportAllocs()
+	for b.Loop() {
+		gb := testGzipBody(b, c, io.NopCloser(bytes.NewReader(data)), false, nil)
+		out = 0
+		for {
+			n, err := gb.Read(buf)
+			out += n
+			if err != nil {
+				break
+			}
+		}
+		gb.Close()
+	}
+	b.ReportMetric(float64(out), "out-bytes")
 }

@@ -19,9 +19,10 @@ type Metrics struct {
 	ejections  *prometheus.CounterVec
 	checks     *prometheus.CounterVec
 
-	compressed     prometheus.Counter
-	compressionIn  prometheus.Counter
-	compressionOut prometheus.Counter
+	compressed      prometheus.Counter
+	compressionIn   prometheus.Counter
+	compressionOut  prometheus.Counter
+	compressionBusy prometheus.Counter
 }
 
 // NewMetrics creates the proxy metrics and registers them with reg.
@@ -68,10 +69,14 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "flowgate_compression_output_bytes_total",
 			Help: "Gzipped bytes those responses were sent as.",
 		}),
+		compressionBusy: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "flowgate_compression_busy_total",
+			Help: "Responses sent uncompressed because http.compression.max_concurrent others were being compressed.",
+		}),
 	}
 	if reg != nil {
 		reg.MustRegister(m.requests, m.duration, m.inflight, m.websockets, m.retries, m.ejections, m.checks,
-			m.compressed, m.compressionIn, m.compressionOut)
+			m.compressed, m.compressionIn, m.compressionOut, m.compressionBusy)
 	}
 	return m
 }
