@@ -401,6 +401,11 @@ func (r *report) markdown() string {
 			}
 			b.WriteString("\n")
 		}
+		if _, ok := s.Peers["flowgate"]; ok && s.ID == "h1-gzip-100k" {
+			row(s, "bytes per response on the wire (gzip's output and the header)", func(sm *summary) string {
+				return fmt.Sprintf("%.0f", sm.Extra["bytes_per_response"])
+			})
+		}
 		if s.ID == "tls-resume" {
 			row(s, "handshakes resumed / all (server-reported)", func(sm *summary) string {
 				return fmt.Sprintf("%.0f / %.0f", sm.Extra["server_resumed"], sm.Extra["server_reported"])

@@ -19,8 +19,9 @@ type scenario struct {
 	// rate unless value is set.
 	load func(ctx context.Context, b *bench, p *peer, d time.Duration) (loadResult, error)
 	// minBytes, when above zero, is the least response size per request
-	// (proves bodies arrive whole).
-	minBytes int64
+	// (proves bodies arrive whole); maxBytes, when above zero, the most
+	// (proves a proxy compressed them).
+	minBytes, maxBytes int64
 }
 
 var scenarios = []*scenario{
@@ -43,6 +44,14 @@ var scenarios = []*scenario{
 		unit: "req/s", higher: true, minBytes: 102400,
 		load: func(ctx context.Context, b *bench, p *peer, d time.Duration) (loadResult, error) {
 			return runWrk(ctx, b.dir, wrkOptions{url: "https://" + p.addr() + "/bytes?n=102400&chunked=1", conns: 64, d: d})
+		},
+	},
+	{
+		id: "h1-gzip-100k", title: "HTTPS/1.1, 100 KiB JSON gzipped by the proxy (level 5), 64 connections (wrk)",
+		unit: "req/s", higher: true, minBytes: 4 << 10, maxBytes: 48 << 10,
+		load: func(ctx context.Context, b *bench, p *peer, d time.Duration) (loadResult, error) {
+			return runWrk(ctx, b.dir, wrkOptions{url: "https://" + p.addr() + "/json?n=102400", conns: 64, d: d,
+				headers: []string{"Accept-Encoding: gzip"}})
 		},
 	},
 	{
@@ -250,6 +259,14 @@ func (b *bench) measure(ctx context.Context, s *scenario, p *peer, run int) resu
 		r.Error = fmt.Sprintf("%d errors: %s", lr.errors, lr.detail)
 	case s.minBytes > 0 && lr.bytes > 0 && lr.bytes < s.minBytes*lr.requests:
 		r.Error = fmt.Sprintf("%d bytes for %d requests; responses were cut short", lr.bytes, lr.requests)
+	case s.maxBytes > 0 && lr.bytes > s.maxBytes*lr.requests:
+		r.Error = fmt.Sprintf("%d bytes for %d requests; the proxy did not compress them", lr.bytes, lr.requests)
+	}
+	if s.maxBytes > 0 && lr.requests > 0 {
+		if r.Extra == nil {
+			r.Extra = map[string]float64{}
+		}
+		r.Extra["bytes_per_response"] = float64(lr.bytes) / float64(lr.requests)
 	}
 	return r
 }

@@ -21,6 +21,7 @@ import (
 //
 //	/bytes?n=N             N bytes with Content-Length
 //	/bytes?n=N&chunked=1   N bytes, chunked, without Content-Length
+//	/json?n=N              N bytes of a Flowable REST task list, application/json
 //	/headers               the request header block as text/plain
 //	/ws                    a WebSocket echo
 //	anything else          "ok\n"
@@ -58,6 +59,7 @@ type upstreamServer struct {
 type bytesKey struct {
 	n       int
 	chunked bool
+	json    bool
 }
 
 func newUpstreamServer(name string) *upstreamServer {
@@ -210,8 +212,8 @@ func (s *upstreamServer) serveConn(c net.Conn) {
 			}
 			echoFrames(br, bw)
 			return
-		case path == "/bytes":
-			resp, err := s.bytesResponse(r.query)
+		case path == "/bytes", path == "/json":
+			resp, err := s.bytesResponse(r.query, path == "/json")
 			if err != nil {
 				fmt.Fprintf(bw, "HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain\r\nContent-Length: %d\r\n\r\n%s", len(err.Error()), err.Error())
 				break
@@ -235,8 +237,9 @@ func (s *upstreamServer) serveConn(c net.Conn) {
 	}
 }
 
-// bytesResponse returns the whole response for /bytes, built once per query.
-func (s *upstreamServer) bytesResponse(query string) ([]byte, error) {
+// bytesResponse returns the whole response for /bytes, or /json with
+// json, built once per query.
+func (s *upstreamServer) bytesResponse(query string, json bool) ([]byte, error) {
 	q, err := url.ParseQuery(query)
 	if err != nil {
 		return nil, fmt.Errorf("bad query: %w", err)
@@ -245,7 +248,7 @@ func (s *upstreamServer) bytesResponse(query string) ([]byte, error) {
 	if err != nil || n < 0 || n > maxBytes {
 		return nil, fmt.Errorf("n must be a number from 0 to %d", maxBytes)
 	}
-	k := bytesKey{n: n, chunked: q.Get("chunked") == "1"}
+	k := bytesKey{n: n, chunked: q.Get("chunked") == "1", json: json}
 	if v, ok := s.responses.Load(k); ok {
 		return v.([]byte), nil
 	}
@@ -254,14 +257,18 @@ func (s *upstreamServer) bytesResponse(query string) ([]byte, error) {
 }
 
 // buildBytesResponse builds a complete response of k.n bytes of a
-// repeating pattern; chunked responses use 16 KiB chunks.
+// repeating pattern, or of JSON; chunked responses use 16 KiB chunks.
 func buildBytesResponse(name string, k bytesKey) []byte {
 	body := make([]byte, k.n)
 	for i := range body {
 		body[i] = 'a' + byte(i%26)
 	}
+	typ := "application/octet-stream"
+	if k.json {
+		body, typ = taskListJSON(k.n), "application/json"
+	}
 	var b bytes.Buffer
-	b.WriteString("HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\nX-Node: " + name + "\r\n")
+	b.WriteString("HTTP/1.1 200 OK\r\nContent-Type: " + typ + "\r\nX-Node: " + name + "\r\n")
 	if !k.chunked {
 		fmt.Fprintf(&b, "Content-Length: %d\r\n\r\n", k.n)
 		b.Write(body)
@@ -278,4 +285,23 @@ func buildBytesResponse(name string, k bytesKey) []byte {
 	}
 	b.WriteString("0\r\n\r\n")
 	return b.Bytes()
+}
+
+// taskListJSON is n bytes of what Flowable's REST API answers to a task
+// query: a list of tasks with their names, assignees, dates and
+// variables, as compressible as the real thing (about 7.5:1 with gzip -5),
+// not a repeated byte that any compressor squeezes to nothing.
+func taskListJSON(n int) []byte {
+	var b bytes.Buffer
+	b.WriteString(`{"data":[`)
+	names := []string{"Review invoice", "Approve leave request", "Check supplier contract", "Escalate overdue claim"}
+	users := []string{"kermit", "gonzo", "fozzie", "piggy", "rowlf"}
+	for i := 0; b.Len() < n; i++ {
+		fmt.Fprintf(&b, `{"id":"%08x-%04x","name":%q,"assignee":%q,"processInstanceId":"%d",`+
+			`"created":"2026-%02d-%02dT%02d:%02d:%02d.%03dZ","priority":%d,"formKey":"form-%d",`+
+			`"variables":[{"name":"amount","type":"integer","value":%d},{"name":"approved","type":"boolean","value":%v}]},`,
+			uint32(i)*2654435761, i, names[i%len(names)], users[i%len(users)], 100000+i*13,
+			1+i%12, 1+i%28, i%24, (i*7)%60, (i*13)%60, (i*37)%1000, 50+i%7, i%9, (i*7919)%100000, i%3 == 0)
+	}
+	return b.Bytes()[:n]
 }

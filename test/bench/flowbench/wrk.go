@@ -92,6 +92,8 @@ type wrkOptions struct {
 	// wrkResumedHook) into the result's extra "server_reported" and
 	// "server_resumed".
 	countResumed bool
+	// headers are sent with every request, as "Name: value".
+	headers []string
 }
 
 // runWrk runs wrk with one thread on the load core.
@@ -110,6 +112,9 @@ func runWrk(ctx context.Context, dir string, o wrkOptions) (loadResult, error) {
 		"-d", fmt.Sprintf("%ds", wholeSeconds(o.d)), "--timeout", "10s", "-s", path}
 	if o.newConns {
 		args = append(args, "-H", "Connection: close")
+	}
+	for _, h := range o.headers {
+		args = append(args, "-H", h)
 	}
 	args = append(args, o.url)
 	out, err := exec.CommandContext(ctx, "taskset", args...).CombinedOutput()
