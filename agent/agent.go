@@ -161,6 +161,7 @@ func (a *Agent) proxyOptions(cfg *Config) (proxy.Options, error) {
 		RetryIdempotent:   cfg.Upstreams.RetryIdempotent,
 		MaxAttempts:       cfg.Upstreams.MaxAttempts,
 		DrainTimeout:      cfg.Upstreams.DrainTimeout,
+		SlowStart:         cfg.Upstreams.SlowStart,
 		MaxWebSockets:     cfg.HTTP.MaxWebSockets,
 		MaxBodyBytes:      cfg.HTTP.MaxBodyBytes,
 		ClientBodyTimeout: cfg.HTTP.ClientBodyTimeout,

@@ -150,6 +150,9 @@ type UpstreamsConfig struct {
 	// DrainTimeout: WebSockets to a node that left the set are closed after
 	// this; 0 leaves them open until either side ends them.
 	DrainTimeout time.Duration `yaml:"drain_timeout"`
+	// SlowStart ramps up the requests a node takes over this long after it
+	// joins a running set or comes back from failing; 0 means none.
+	SlowStart time.Duration `yaml:"slow_start"`
 	// DialTimeout, ResponseHeaderTimeout and IdleConnTimeout bound upstream
 	// connections; KeepAlive sizes the idle pool per node.
 	DialTimeout           time.Duration `yaml:"dial_timeout"`
@@ -607,6 +610,12 @@ func (c *Config) Validate() error {
 	add(positive("upstreams.fail_timeout", c.Upstreams.FailTimeout))
 	if c.Upstreams.MaxAttempts < 1 {
 		add(fieldErr("upstreams.max_attempts", "must be at least 1"))
+	}
+	switch {
+	case c.Upstreams.SlowStart < 0:
+		add(fieldErr("upstreams.slow_start", "must not be negative (0 = none)"))
+	case c.Upstreams.SlowStart > 0 && c.Upstreams.Balance == string(proxy.IPHash):
+		add(fieldErr("upstreams.slow_start", "not with balance ip_hash, which keeps each client on its node; use round_robin or least_conn, or set 0s"))
 	}
 	if c.Upstreams.DrainTimeout < 0 {
 		add(fieldErr("upstreams.drain_timeout", "must not be negative (0 keeps WebSockets open)"))

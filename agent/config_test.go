@@ -177,6 +177,8 @@ func TestValidateNamesEachKey(t *testing.T) {
 		{"upstreams.fail_timeout", func(c *Config) { c.Upstreams.FailTimeout = 0 }, "positive"},
 		{"upstreams.max_attempts", func(c *Config) { c.Upstreams.MaxAttempts = 0 }, "at least 1"},
 		{"upstreams.drain_timeout", func(c *Config) { c.Upstreams.DrainTimeout = -time.Second }, "negative"},
+		{"upstreams.slow_start", func(c *Config) { c.Upstreams.SlowStart = -time.Second }, "negative"},
+		{"upstreams.slow_start", func(c *Config) { c.Upstreams.SlowStart, c.Upstreams.Balance = time.Minute, "ip_hash" }, "not with balance ip_hash"},
 		{"upstreams.dial_timeout", func(c *Config) { c.Upstreams.DialTimeout = 0 }, "positive"},
 		{"upstreams.response_header_timeout", func(c *Config) { c.Upstreams.ResponseHeaderTimeout = 0 }, "positive"},
 		{"upstreams.idle_conn_timeout", func(c *Config) { c.Upstreams.IdleConnTimeout = 0 }, "positive"},

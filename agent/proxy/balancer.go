@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"fmt"
+	"math/rand/v2"
 	"slices"
 	"strconv"
 	"sync/atomic"
@@ -170,6 +171,9 @@ type pickOptions struct {
 	cookie   string // sticky cookie value, "" for none
 	tried    []*upstream
 	now      time.Time
+	// slowStart, when above 0, lets an upstream that is warming up take
+	// only its share of the requests (upstream.share).
+	slowStart time.Duration
 }
 
 func (o *pickOptions) eligible(u *upstream) bool {
@@ -198,13 +202,59 @@ func (s *upstreamSet) pick(o *pickOptions) *upstream {
 
 func (s *upstreamSet) pickRoundRobin(o *pickOptions) *upstream {
 	n := s.rr.Add(1) - 1
+	var u *upstream
 	for i := range uint64(len(s.seq)) {
-		u := s.list[s.seq[(n+i)%uint64(len(s.seq))]]
-		if o.eligible(u) {
-			return u
+		if v := s.list[s.seq[(n+i)%uint64(len(s.seq))]]; o.eligible(v) {
+			u = v
+			break
 		}
 	}
-	return nil
+	if o.slowStart <= 0 {
+		return u
+	}
+	// An upstream in slow start takes its turn with the probability of
+	// its share. A turn it passes on goes to another upstream at random
+	// by weight (the next in the order would take all of it), which may
+	// pass it on in turn, a few times at most. The first that passed is
+	// the fallback when no other can take the request.
+	var passed [3]*upstream
+	npassed := 0
+	for u != nil && npassed < len(passed) {
+		if f := u.share(o.now, o.slowStart); f >= 1 || rand.Float64() < f {
+			return u
+		}
+		passed[npassed] = u
+		npassed++
+		u = s.randomByWeight(o, passed[:npassed])
+	}
+	if u == nil && npassed > 0 {
+		return passed[0]
+	}
+	return u
+}
+
+// randomByWeight picks an eligible upstream other than those in not, at
+// random by weight; nil when there is none.
+func (s *upstreamSet) randomByWeight(o *pickOptions, not []*upstream) *upstream {
+	total := 0
+	for i, u := range s.list {
+		if o.eligible(u) && !slices.Contains(not, u) {
+			total += s.weights[i]
+		}
+	}
+	if total == 0 {
+		return nil
+	}
+	r := rand.IntN(total)
+	for i, u := range s.list {
+		if o.eligible(u) && !slices.Contains(not, u) {
+			if r < s.weights[i] {
+				return u
+			}
+			r -= s.weights[i]
+		}
+	}
+	return nil // eligibility changed between the two walks
 }
 
 // pickLeastConn picks the eligible upstream with the fewest in-flight
@@ -219,7 +269,8 @@ func (s *upstreamSet) pickLeastConn(o *pickOptions) *upstream {
 		if !o.eligible(u) {
 			continue
 		}
-		load := float64(u.inflight.Load()) / float64(s.weights[j])
+		// An upstream in slow start counts as one of a smaller weight.
+		load := float64(u.inflight.Load()) / (float64(s.weights[j]) * u.share(o.now, o.slowStart))
 		if best == nil || load < bestLoad {
 			best, bestLoad = u, load
 		}

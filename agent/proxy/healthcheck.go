@@ -174,9 +174,14 @@ func (p *Proxy) applyChecks(set *upstreamSet, o *Options, h HealthCheck) {
 			o.Logger.Info("an upstream passes its health checks again; nodes that fail them take no requests")
 		}
 	}
+	now := p.now()
 	for _, u := range set.list {
 		u.mu.Lock()
-		u.checkDown = u.check.failing && !ignore
+		down := u.check.failing && !ignore
+		if u.checkDown && !down {
+			u.warmFrom = now // back: a slow start, if any
+		}
+		u.checkDown = down
 		u.checkWait = h.Interval
 		u.mu.Unlock()
 	}

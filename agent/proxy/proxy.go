@@ -7,11 +7,13 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"net"
 	"net/http"
 	"net/http/httputil"
 	"net/textproto"
 	"os"
+	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -83,6 +85,13 @@ type Options struct {
 	// Compression gzips the nodes' responses for clients that take it;
 	// nil compresses nothing.
 	Compression *Compression
+	// SlowStart, when above 0, ramps up the requests an upstream takes
+	// over this long after it joins a running set, comes back from
+	// passive ejection or passes its health checks again: from a tenth of
+	// its share to all of it, so that a node that just started (a JVM
+	// still compiling its code) is not handed its full share cold. Not
+	// with IPHash, which keeps each client on its node.
+	SlowStart time.Duration
 	// HealthCheck configures active health checks; its zero value has
 	// none.
 	HealthCheck HealthCheck
@@ -274,6 +283,13 @@ func (p *Proxy) SetUpstreams(list []discovery.Upstream) bool {
 		if t, ok := p.draining[u]; ok { // came back before its drain ended
 			t.Stop()
 			delete(p.draining, u)
+		}
+		if len(old.list) > 0 && !slices.Contains(old.list, u) {
+			// Joining a set that serves already: a slow start, if any.
+			// The first set starts whole.
+			u.mu.Lock()
+			u.warmFrom = p.now()
+			u.mu.Unlock()
 		}
 		next = append(next, u)
 		weights = append(weights, max(du.Weight, 1))
@@ -821,7 +837,7 @@ func (rt roundTripper) roundTrip(st *requestState, req *http.Request) (*http.Res
 		if attempt > 0 {
 			now = p.now()
 		}
-		u := set.pick(&pickOptions{balance: o.Balance, clientIP: st.clientIP, cookie: st.stickyIn, tried: st.tried, now: now})
+		u := set.pick(&pickOptions{balance: o.Balance, clientIP: st.clientIP, cookie: st.stickyIn, tried: st.tried, now: now, slowStart: o.SlowStart})
 		if u == nil {
 			break
 		}
@@ -1236,9 +1252,12 @@ type UpstreamStatus struct {
 	// (with LastCheckError); empty without checks.
 	Health         string `json:"health,omitempty"`
 	LastCheckError string `json:"last_check_error,omitempty"`
-	InFlight       int64  `json:"in_flight"`
-	Requests       uint64 `json:"requests"`
-	Failures       uint64 `json:"failures"`
+	// SlowStartShare is the part of its requests an upstream in slow
+	// start takes now, below 1; 0 (left out) once it takes all of them.
+	SlowStartShare float64 `json:"slow_start_share,omitempty"`
+	InFlight       int64   `json:"in_flight"`
+	Requests       uint64  `json:"requests"`
+	Failures       uint64  `json:"failures"`
 }
 
 // Status lists the upstreams in the set, then those still draining.
@@ -1246,11 +1265,15 @@ func (p *Proxy) Status() []UpstreamStatus {
 	now := p.now()
 	set := p.set.Load()
 	out := make([]UpstreamStatus, 0, len(set.list))
-	checks := p.options().HealthCheck.Path != ""
+	o := p.options()
+	checks := o.HealthCheck.Path != ""
 	describe := func(u *upstream, w int, state string) UpstreamStatus {
 		s := UpstreamStatus{
 			Addr: u.up.Addr, TLS: u.up.TLS, Weight: w, Service: u.up.Service, ID: u.up.ID, State: state,
 			InFlight: u.inflight.Load(), Requests: u.requests.Load(), Failures: u.failures.Load(),
+		}
+		if f := u.share(now, o.SlowStart); f < 1 && state == "up" && o.Balance != IPHash {
+			s.SlowStartShare = math.Round(f*100) / 100
 		}
 		if checks {
 			s.Health = "passing"

@@ -43,7 +43,10 @@ type upstream struct {
 	checkDown bool          // active health: not picked (applyChecks)
 	checkWait time.Duration // with checkDown: the check interval, for Retry-After
 	removed   bool          // no longer in the set; draining
-	sockets   map[*trackedConn]struct{}
+	// warmFrom is when the upstream joined a running set or passed its
+	// health checks again; with downUntil, the start of its slow start.
+	warmFrom time.Time
+	sockets  map[*trackedConn]struct{}
 }
 
 func newUpstream(u discovery.Upstream, t *http.Transport, m *upstreamMetrics) *upstream {
@@ -100,6 +103,38 @@ func (u *upstream) available(now time.Time) bool {
 	u.mu.Lock()
 	defer u.mu.Unlock()
 	return !now.Before(u.downUntil) && !u.checkDown
+}
+
+// minWarmShare is the share of its requests that an upstream in slow
+// start takes at first: enough to start warming it up.
+const minWarmShare = 0.1
+
+// share is the part of its requests that the upstream takes at now during
+// a slow start of length slowStart: from minWarmShare, when it joined a
+// running set, came back from passive ejection or passed its health
+// checks again, rising evenly to 1. 1 without slow start, or once it is
+// over.
+func (u *upstream) share(now time.Time, slowStart time.Duration) float64 {
+	if slowStart <= 0 {
+		return 1
+	}
+	u.mu.Lock()
+	from := u.warmFrom
+	if u.downUntil.After(from) {
+		from = u.downUntil
+	}
+	u.mu.Unlock()
+	if from.IsZero() {
+		return 1
+	}
+	f := float64(now.Sub(from)) / float64(slowStart)
+	switch {
+	case f >= 1:
+		return 1
+	case f < minWarmShare:
+		return minWarmShare
+	}
+	return f
 }
 
 // retryAfter is how long until a down upstream is tried again: the end of
