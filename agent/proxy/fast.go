@@ -496,8 +496,11 @@ func (c *fastConn) writeAnswer(st *requestState, ew *errorWriter, hsts []string,
 		bw.WriteString("Connection: close\r\n")
 	}
 	bw.WriteString("\r\n")
-	bw.Write(ew.body)
-	st.rec.bytes = int64(len(ew.body))
+	if st.method != http.MethodHead {
+		// A HEAD gets the GET's length and no body.
+		bw.Write(ew.body)
+		st.rec.bytes = int64(len(ew.body))
+	}
 	return bw.Flush() == nil
 }
 

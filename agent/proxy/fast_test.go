@@ -371,6 +371,35 @@ func TestFastPathAnswers(t *testing.T) {
 	poll(t, func() bool { return cs.open() == 0 })
 }
 
+// A HEAD that flowgate answers itself gets the GET's head and no body,
+// so that the next response on the connection starts where the client
+// expects it.
+func TestFastPathAnswersToHead(t *testing.T) {
+	paths, err := NewPathPolicy([]string{"/actuator"}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := newTestProxy(t, Options{Paths: paths})
+	addr, cfg, _ := fastFront(t, p, ConnOptions{})
+	rc := dialRaw(t, addr, cfg)
+	for _, tt := range []struct {
+		path string
+		code int
+		body string
+	}{
+		{"/actuator/env", 403, "forbidden by flowgate path policy\n"},
+		{"/x", 503, "no upstream available; try again shortly\n"},
+	} {
+		rc.send("HEAD " + tt.path + " HTTP/1.1\r\nHost: a\r\n\r\nGET " + tt.path + " HTTP/1.1\r\nHost: a\r\n\r\n")
+		if resp, body := rc.read("HEAD"); resp.StatusCode != tt.code || body != "" || resp.ContentLength != int64(len(tt.body)) {
+			t.Errorf("HEAD %s: got %d, length %d, body %q; want %d with the GET's length and no body", tt.path, resp.StatusCode, resp.ContentLength, body, tt.code)
+		}
+		if resp, body := rc.read("GET"); resp.StatusCode != tt.code || body != tt.body {
+			t.Fatalf("GET %s after its HEAD on the same connection: got %d %q", tt.path, resp.StatusCode, body)
+		}
+	}
+}
+
 // A client that leaves while its request waits upstream cancels it, as
 // net/http's server does.
 func TestFastPathClientGoneCancelsUpstream(t *testing.T) {
