@@ -142,6 +142,10 @@ func (a *Agent) proxyOptions(cfg *Config) (proxy.Options, error) {
 	if err != nil {
 		return proxy.Options{}, err
 	}
+	errorPages, err := proxy.LoadErrorPages(cfg.HTTP.ErrorPages)
+	if err != nil {
+		return proxy.Options{}, &FieldError{Key: "http.error_pages", Err: err}
+	}
 	compression, err := cfg.HTTP.compression()
 	if err != nil {
 		return proxy.Options{}, &FieldError{Key: "http.compression", Err: err}
@@ -169,6 +173,7 @@ func (a *Agent) proxyOptions(cfg *Config) (proxy.Options, error) {
 		RequestIDHeader:   cfg.HTTP.RequestIDHeader,
 		ResponseHeaders:   respHeaders,
 		Compression:       compression,
+		ErrorPages:        errorPages,
 		HealthCheck: proxy.HealthCheck{
 			Path:     cfg.Upstreams.HealthCheck.Path,
 			Interval: cfg.Upstreams.HealthCheck.Interval,

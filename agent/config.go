@@ -307,6 +307,9 @@ type HTTPConfig struct {
 	// ResponseHeaders are set on every response (a value) or removed from
 	// the nodes' responses (an empty value).
 	ResponseHeaders map[string]string `yaml:"response_headers"`
+	// ErrorPages are HTML files sent instead of the text of flowgate's own
+	// 502, 503 and 504 answers to clients that take HTML.
+	ErrorPages map[int]string `yaml:"error_pages"`
 	// Compression gzips the nodes' responses for clients that accept it;
 	// off by default.
 	Compression CompressionConfig `yaml:"compression"`
@@ -695,6 +698,9 @@ func (c *Config) Validate() error {
 		if c.HTTP.RequestIDHeader != "" && strings.EqualFold(name, c.HTTP.RequestIDHeader) {
 			add(fieldErr("http.response_headers", "%s is http.request_id_header, which sets it", name))
 		}
+	}
+	if _, err := proxy.LoadErrorPages(c.HTTP.ErrorPages); err != nil {
+		add(&FieldError{Key: "http.error_pages", Err: err})
 	}
 	// Checked when off too, so that turning it on later finds no surprise.
 	cc := c.HTTP.Compression

@@ -85,6 +85,9 @@ type Options struct {
 	// Compression gzips the nodes' responses for clients that take it;
 	// nil compresses nothing.
 	Compression *Compression
+	// ErrorPages replace the text of flowgate's own 502, 503 and 504
+	// answers for clients that take HTML; nil replaces none.
+	ErrorPages *ErrorPages
 	// SlowStart, when above 0, ramps up the requests an upstream takes
 	// over this long after it joins a running set, comes back from
 	// passive ejection or passes its health checks again: from a tenth of
@@ -1137,16 +1140,16 @@ func (p *Proxy) errorHandlerWith(w http.ResponseWriter, r *http.Request, st *req
 			wait = o.NoUpstreamRetryAfter
 		}
 		w.Header().Set("Retry-After", strconv.Itoa(int((wait+time.Second-1)/time.Second)))
-		writeError(w, http.StatusServiceUnavailable, "no upstream available; try again shortly\n")
+		writeErrorPage(w, r, o.ErrorPages, http.StatusServiceUnavailable, "no upstream available; try again shortly\n")
 		o.Logger.Warn("no healthy upstream", "path", r.URL.Path)
 	case errors.Is(err, errWebSocketLimit):
 		w.Header().Set("Retry-After", "5")
 		writeError(w, http.StatusServiceUnavailable, "too many websocket connections; try again shortly\n")
 	case errors.Is(err, context.DeadlineExceeded), errors.As(err, &ne) && ne.Timeout():
-		writeError(w, http.StatusGatewayTimeout, "upstream timed out\n")
+		writeErrorPage(w, r, o.ErrorPages, http.StatusGatewayTimeout, "upstream timed out\n")
 		o.Logger.Warn("upstream timed out", "upstream", upstreamName, "path", r.URL.Path, "err", err)
 	default:
-		writeError(w, http.StatusBadGateway, "upstream failed to answer\n")
+		writeErrorPage(w, r, o.ErrorPages, http.StatusBadGateway, "upstream failed to answer\n")
 		o.Logger.Warn("upstream error", "upstream", upstreamName, "path", r.URL.Path, "err", err)
 	}
 }
