@@ -52,13 +52,13 @@ func TestLoadErrorPages(t *testing.T) {
 
 func TestAcceptsHTML(t *testing.T) {
 	for accept, want := range map[string]bool{
-		"text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8": true, // a browser's page load
-		"application/json, text/plain, */*":                                false, // a script's API call
-		"*/*":                                                              false,
-		"":                                                                 false,
-		"TEXT/HTML":                                                        true,
-		"text/html;q=0":                                                    false,
-		"text/html-fragment":                                               false,
+		"text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8": true,  // a browser's page load
+		"application/json, text/plain, */*":                               false, // a script's API call
+		"*/*":                                                             false,
+		"":                                                                false,
+		"TEXT/HTML":                                                       true,
+		"text/html;q=0":                                                   false,
+		"text/html-fragment":                                              false,
 	} {
 		var v []string
 		if accept != "" {
