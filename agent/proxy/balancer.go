@@ -258,18 +258,35 @@ func (s *upstreamSet) randomByWeight(o *pickOptions, not []*upstream) *upstream 
 }
 
 // pickLeastConn picks the eligible upstream with the fewest in-flight
-// requests per unit of weight; ties go round robin.
+// requests per unit of weight; ties go round robin. An upstream in slow
+// start counts as one of a smaller weight; picked with nothing in flight
+// (when requests are few, every upstream ties at zero and the weight
+// tells nothing), it takes the request with the probability of its share
+// and passes it on to the least loaded of the others otherwise.
 func (s *upstreamSet) pickLeastConn(o *pickOptions) *upstream {
+	best := s.leastConn(o, nil)
+	if best == nil || o.slowStart <= 0 || best.inflight.Load() > 0 {
+		return best
+	}
+	if f := best.share(o.now, o.slowStart); f < 1 && rand.Float64() >= f {
+		if other := s.leastConn(o, best); other != nil {
+			return other
+		}
+	}
+	return best
+}
+
+// leastConn is pickLeastConn's choice among the upstreams other than not.
+func (s *upstreamSet) leastConn(o *pickOptions, not *upstream) *upstream {
 	start := s.rr.Add(1) - 1
 	var best *upstream
 	var bestLoad float64
 	for i := range uint64(len(s.list)) {
 		j := (start + i) % uint64(len(s.list))
 		u := s.list[j]
-		if !o.eligible(u) {
+		if u == not || !o.eligible(u) {
 			continue
 		}
-		// An upstream in slow start counts as one of a smaller weight.
 		load := float64(u.inflight.Load()) / (float64(s.weights[j]) * u.share(o.now, o.slowStart))
 		if best == nil || load < bestLoad {
 			best, bestLoad = u, load

@@ -95,6 +95,11 @@ func (c *Compression) matches(ct string) bool {
 	if c.exact[mt] {
 		return true
 	}
+	if mt == "text/event-stream" {
+		// Only by name: an event stream holds its compressor (and one of
+		// max_concurrent) for as long as it stays open, hours perhaps.
+		return false
+	}
 	for _, p := range c.prefixes {
 		if strings.HasPrefix(mt, p) && len(mt) > len(p) {
 			return true
@@ -148,10 +153,13 @@ func (c *Compression) apply(req *http.Request, resp *http.Response, m *Metrics) 
 	if vary := h["Vary"]; !hasToken(vary, varyAcceptEncoding) && !hasToken(vary, "*") {
 		h["Vary"] = append(vary[:len(vary):len(vary)], varyAcceptEncoding)
 	}
+	head := req.Method == http.MethodHead
+	if !head && (resp.Body == nil || resp.Body == http.NoBody) {
+		return // nothing to compress, and an empty body is no gzip stream
+	}
 	if !acceptsGzip(req.Header["Accept-Encoding"]) {
 		return
 	}
-	head := req.Method == http.MethodHead || resp.Body == nil || resp.Body == http.NoBody
 	if !head && !c.acquire() {
 		if m != nil {
 			m.compressionBusy.Inc()

@@ -108,6 +108,7 @@ func TestCompressionApply(t *testing.T) {
 		{"Vary *", "GET", "gzip", 200, map[string]string{"Content-Type": "text/html", "Vary": "*"}, 500, want{true, "*"}},
 		{"short", "GET", "gzip", 200, map[string]string{"Content-Type": "text/html"}, 99, want{false, ""}},
 		{"image", "GET", "gzip", 200, map[string]string{"Content-Type": "image/png"}, 500, want{false, ""}},
+		{"event stream, only by name", "GET", "gzip", 200, map[string]string{"Content-Type": "text/event-stream"}, -1, want{false, ""}},
 		{"no type", "GET", "gzip", 200, nil, 500, want{false, ""}},
 		{"encoded by the node", "GET", "gzip", 200, map[string]string{"Content-Type": "text/html", "Content-Encoding": "br"}, 500, want{false, ""}},
 		{"no-transform", "GET", "gzip", 200, map[string]string{"Content-Type": "text/html", "Cache-Control": "public, no-transform"}, 500, want{false, ""}},
@@ -494,4 +495,17 @@ func BenchmarkGzipBody(b *testing.B) {
 		gb.Close()
 	}
 	b.ReportMetric(float64(out), "out-bytes")
+}
+
+// A GET whose response has no body is left as it is: an empty body is no
+// gzip stream.
+func TestCompressionEmptyBody(t *testing.T) {
+	c := testCompression(t, 0)
+	req, _ := http.NewRequest(http.MethodGet, "/", nil)
+	req.Header.Set("Accept-Encoding", "gzip")
+	resp := &http.Response{StatusCode: 200, Header: http.Header{"Content-Type": {"text/html"}}, ContentLength: 0, Body: http.NoBody}
+	c.apply(req, resp, nil)
+	if resp.Header.Get("Content-Encoding") != "" || resp.Body != http.NoBody || c.active.Load() != 0 {
+		t.Errorf("empty GET: Content-Encoding %q, body %T, %d slots taken; want it untouched", resp.Header.Get("Content-Encoding"), resp.Body, c.active.Load())
+	}
 }

@@ -178,8 +178,10 @@ func (p *Proxy) applyChecks(set *upstreamSet, o *Options, h HealthCheck) {
 	for _, u := range set.list {
 		u.mu.Lock()
 		down := u.check.failing && !ignore
-		if u.checkDown && !down {
-			u.warmFrom = now // back: a slow start, if any
+		if u.checkDown && !u.check.failing {
+			// Passing again: a slow start, if any. Not when it is merely
+			// let back in because every node fails.
+			u.warmFrom(now)
 		}
 		u.checkDown = down
 		u.checkWait = h.Interval
@@ -190,8 +192,12 @@ func (p *Proxy) applyChecks(set *upstreamSet, o *Options, h HealthCheck) {
 // clearChecksLocked forgets every upstream's check state (checks were
 // turned off). Under p.mu.
 func (p *Proxy) clearChecksLocked() {
+	now := p.now()
 	for _, u := range p.known {
 		u.mu.Lock()
+		if u.checkDown {
+			u.warmFrom(now) // back with the checks off: a slow start, if any
+		}
 		u.check, u.checkDown = checkState{}, false
 		u.mu.Unlock()
 	}

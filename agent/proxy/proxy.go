@@ -290,9 +290,7 @@ func (p *Proxy) SetUpstreams(list []discovery.Upstream) bool {
 		if len(old.list) > 0 && !slices.Contains(old.list, u) {
 			// Joining a set that serves already: a slow start, if any.
 			// The first set starts whole.
-			u.mu.Lock()
-			u.warmFrom = p.now()
-			u.mu.Unlock()
+			u.warmFrom(p.now())
 		}
 		next = append(next, u)
 		weights = append(weights, max(du.Weight, 1))

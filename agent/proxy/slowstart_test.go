@@ -15,22 +15,26 @@ func TestUpstreamShare(t *testing.T) {
 	const ramp = 60 * time.Second
 	for _, tt := range []struct {
 		name      string
-		warmFrom  time.Time
-		downUntil time.Time
+		starts    []time.Time // warmFrom calls, in order
 		now       time.Time
 		slowStart time.Duration
 		want      float64
 	}{
-		{"no slow start", t0, time.Time{}, t0, 0, 1},
-		{"never joined a running set", time.Time{}, time.Time{}, t0, ramp, 1},
-		{"just joined", t0, time.Time{}, t0, ramp, minWarmShare},
-		{"a moment after joining", t0, time.Time{}, t0.Add(time.Second), ramp, minWarmShare},
-		{"half way", t0, time.Time{}, t0.Add(ramp / 2), ramp, 0.5},
-		{"over", t0, time.Time{}, t0.Add(ramp), ramp, 1},
-		{"back from passive ejection", t0, t0.Add(time.Hour), t0.Add(time.Hour + ramp/4), ramp, 0.25},
-		{"still ejected long ago", t0.Add(time.Hour), t0, t0.Add(time.Hour + ramp*3/4), ramp, 0.75},
+		{"no slow start", []time.Time{t0}, t0, 0, 1},
+		{"never joined a running set", nil, t0, ramp, 1},
+		{"just joined", []time.Time{t0}, t0, ramp, minWarmShare},
+		{"a moment after joining", []time.Time{t0}, t0.Add(time.Second), ramp, minWarmShare},
+		{"half way", []time.Time{t0}, t0.Add(ramp / 2), ramp, 0.5},
+		{"over", []time.Time{t0}, t0.Add(ramp), ramp, 1},
+		// An ejection that ends after a start that came in between: the
+		// later one counts.
+		{"back from passive ejection", []time.Time{t0.Add(time.Hour), t0}, t0.Add(time.Hour + ramp/4), ramp, 0.25},
+		{"joined again long after", []time.Time{t0, t0.Add(time.Hour)}, t0.Add(time.Hour + ramp*3/4), ramp, 0.75},
 	} {
-		u := &upstream{warmFrom: tt.warmFrom, downUntil: tt.downUntil}
+		u := &upstream{}
+		for _, start := range tt.starts {
+			u.warmFrom(start)
+		}
 		if got := u.share(tt.now, tt.slowStart); math.Abs(got-tt.want) > 1e-9 {
 			t.Errorf("%s: share %v; want %v", tt.name, got, tt.want)
 		}
@@ -66,7 +70,7 @@ func TestSlowStartPicks(t *testing.T) {
 		{ramp / 2, 0.5 / 3},
 		{ramp, 1.0 / 3},
 	} {
-		b.warmFrom = now.Add(-tt.since)
+		b.warmStart.Store(now.Add(-tt.since).UnixNano())
 		got := pickShares(s, pickOptions{balance: RoundRobin, now: now, slowStart: ramp}, 30000)
 		if math.Abs(got[b]-tt.want) > 0.015 {
 			t.Errorf("round robin, %v after b joined: b took %.3f of the picks; want about %.3f", tt.since, got[b], tt.want)
@@ -75,12 +79,21 @@ func TestSlowStartPicks(t *testing.T) {
 			t.Errorf("round robin, %v after b joined: a took %.3f and c %.3f; want b's turns shared evenly", tt.since, got[a], got[c])
 		}
 	}
-	b.warmFrom = now
+	b.warmStart.Store(now.UnixNano())
 	if got := pickShares(s, pickOptions{balance: RoundRobin, now: now}, 3000); math.Abs(got[b]-1.0/3) > 0.01 {
 		t.Errorf("without slow start: b took %.3f; want a third", got[b])
 	}
 	if got := pickShares(s, pickOptions{balance: RoundRobin, now: now, slowStart: ramp, tried: []*upstream{a, c}}, 100); got[b] != 1 {
 		t.Errorf("warming b alone eligible: it took %.2f of the picks; want all", got[b])
+	}
+
+	// Least connections with nothing in flight, as when requests are few:
+	// b takes its turn with the probability of its share.
+	if got := pickShares(s, pickOptions{balance: LeastConn, now: now, slowStart: ramp}, 30000); math.Abs(got[b]-minWarmShare/3) > 0.015 {
+		t.Errorf("least_conn, nothing in flight, b just joined: b took %.3f of the picks; want about %.3f", got[b], minWarmShare/3)
+	}
+	if got := pickShares(s, pickOptions{balance: LeastConn, now: now}, 3000); math.Abs(got[b]-1.0/3) > 0.02 {
+		t.Errorf("least_conn, nothing in flight, without slow start: b took %.3f; want a third", got[b])
 	}
 
 	// Least connections: b has fewer requests in flight, but at a tenth of
@@ -167,6 +180,41 @@ func TestSlowStartProxy(t *testing.T) {
 	advance(ramp)
 	if got := shares(); got[ub.Addr] != 0 {
 		t.Errorf("after the slow start: b's share %v; want whole", got[ub.Addr])
+	}
+
+	// Every node fails: the checks are ignored and the nodes let back in,
+	// but none of them passed, so none starts slow.
+	for _, u := range set.list {
+		u.mu.Lock()
+		u.check.failing = u.key != ua.Key()
+		u.mu.Unlock()
+	}
+	p.applyChecks(set, p.options(), h) // b and c out
+	advance(ramp)
+	for _, u := range set.list {
+		u.mu.Lock()
+		u.check.failing = true
+		u.mu.Unlock()
+	}
+	p.applyChecks(set, p.options(), h) // all fail: all in
+	if got := shares(); got[ub.Addr] != 0 || got[uc.Addr] != 0 {
+		t.Errorf("every node failing, the checks ignored: shares %v; want none warming", got)
+	}
+
+	// Checks turned off while b is out: it comes back slow.
+	for _, u := range set.list {
+		u.mu.Lock()
+		u.check.failing = u.key == ub.Key()
+		u.mu.Unlock()
+	}
+	p.applyChecks(set, p.options(), h) // b out
+	advance(ramp)
+	p.mu.Lock()
+	p.clearChecksLocked()
+	p.mu.Unlock()
+	advance(ramp / 2)
+	if got := shares(); got[ub.Addr] != 0.5 || got[ua.Addr] != 0 {
+		t.Errorf("half the slow start after the checks were turned off with b out: shares %v; want b at 0.5", got)
 	}
 }
 

@@ -43,10 +43,12 @@ type upstream struct {
 	checkDown bool          // active health: not picked (applyChecks)
 	checkWait time.Duration // with checkDown: the check interval, for Retry-After
 	removed   bool          // no longer in the set; draining
-	// warmFrom is when the upstream joined a running set or passed its
-	// health checks again; with downUntil, the start of its slow start.
-	warmFrom time.Time
-	sockets  map[*trackedConn]struct{}
+	// warmStart, in Unix nanoseconds, is the start of the upstream's slow
+	// start: the latest of when it joined a running set, passed its health
+	// checks again or will come back from passive ejection; 0 for never.
+	// Atomic, so that a pick reads it without the lock.
+	warmStart atomic.Int64
+	sockets   map[*trackedConn]struct{}
 }
 
 func newUpstream(u discovery.Upstream, t *http.Transport, m *upstreamMetrics) *upstream {
@@ -118,16 +120,11 @@ func (u *upstream) share(now time.Time, slowStart time.Duration) float64 {
 	if slowStart <= 0 {
 		return 1
 	}
-	u.mu.Lock()
-	from := u.warmFrom
-	if u.downUntil.After(from) {
-		from = u.downUntil
-	}
-	u.mu.Unlock()
-	if from.IsZero() {
+	start := u.warmStart.Load()
+	if start == 0 {
 		return 1
 	}
-	f := float64(now.Sub(from)) / float64(slowStart)
+	f := float64(now.UnixNano()-start) / float64(slowStart)
 	switch {
 	case f >= 1:
 		return 1
@@ -135,6 +132,18 @@ func (u *upstream) share(now time.Time, slowStart time.Duration) float64 {
 		return minWarmShare
 	}
 	return f
+}
+
+// warmFrom starts a slow start at t, unless a later one is due already
+// (the end of a passive ejection).
+func (u *upstream) warmFrom(t time.Time) {
+	n := t.UnixNano()
+	for {
+		cur := u.warmStart.Load()
+		if cur >= n || u.warmStart.CompareAndSwap(cur, n) {
+			return
+		}
+	}
 }
 
 // retryAfter is how long until a down upstream is tried again: the end of
@@ -182,6 +191,7 @@ func (u *upstream) fail(now time.Time, maxFails int, failTimeout time.Duration) 
 	if u.fails >= maxFails && !now.Before(u.downUntil) {
 		u.downUntil = now.Add(failTimeout)
 		u.fails = 0
+		u.warmFrom(u.downUntil) // back from the ejection: a slow start, if any
 		return true
 	}
 	return false
