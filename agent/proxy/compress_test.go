@@ -209,18 +209,7 @@ func TestGzipBodyRoundTrip(t *testing.T) {
 				}
 				b := testGzipBody(t, c, &pieces{parts: parts}, streaming, nil)
 				var out bytes.Buffer
-				buf := make([]byte, 1+rng.IntN(40<<10))
-				for {
-					n, err := b.Read(buf)
-					out.Write(buf[:n])
-					if err == io.EOF {
-						break
-					}
-					if err != nil {
-						t.Fatal(err)
-					}
-				}
-				b.Close()
+				readThrough(t, b, make([]byte, 1+rng.IntN(40<<10)), &out)
 				got := gunzip(t, out.Bytes())
 				if !bytes.Equal(got, data) {
 					t.Fatalf("size %d streaming %v: got %d bytes back, not the %d sent", size, streaming, len(got), len(data))
@@ -240,6 +229,23 @@ func testGzipBody(t testing.TB, c *Compression, src io.ReadCloser, streaming boo
 		t.Fatal("no compression slot left")
 	}
 	return newGzipBody(c, src, streaming, m)
+}
+
+// readThrough reads b to its end through buf, as a server copies a body,
+// into out, then closes it.
+func readThrough(t *testing.T, b io.ReadCloser, buf []byte, out *bytes.Buffer) {
+	t.Helper()
+	for {
+		n, err := b.Read(buf)
+		out.Write(buf[:n])
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	b.Close()
 }
 
 func gunzip(t *testing.T, b []byte) []byte {
@@ -282,19 +288,7 @@ func TestGzipBodyStreamsEachPiece(t *testing.T) {
 			t.Errorf("before piece %d the client could read %q; want %q", i, got, want)
 		}
 	}
-	b := testGzipBody(t, c, src, true, nil)
-	buf := make([]byte, 4096)
-	for {
-		n, err := b.Read(buf)
-		out.Write(buf[:n])
-		if err == io.EOF {
-			break
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-	}
-	b.Close()
+	readThrough(t, testGzipBody(t, c, src, true, nil), make([]byte, 4096), &out)
 	if got := gunzip(t, out.Bytes()); string(got) != "data: one\n\ndata: two\n\ndata: three\n\n" {
 		t.Errorf("whole stream %q", got)
 	}
