@@ -67,6 +67,7 @@ func newHandler(name string) http.Handler {
 	mux.HandleFunc("/ws", serveWS)
 	mux.HandleFunc("/slow", serveSlow)
 	mux.HandleFunc("/bytes", serveBytes)
+	mux.HandleFunc("/drip", serveDrip)
 	mux.HandleFunc("/echo", func(w http.ResponseWriter, r *http.Request) {
 		// Without full duplex, Go's HTTP/1 server stops reading the body once
 		// the response has started, and the echo would be cut short.
@@ -143,6 +144,47 @@ func serveSlow(w http.ResponseWriter, r *http.Request) {
 	}
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 	fmt.Fprintf(w, "slept %v\n", d)
+}
+
+// serveDrip streams ?lines= lines of text (default 10), one every ?every=
+// (default 100ms), each flushed as it is written: a long poll or a log
+// tail as a node sends it.
+func serveDrip(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	lines, every := 10, 100*time.Millisecond
+	if s := q.Get("lines"); s != "" {
+		n, err := strconv.Atoi(s)
+		if err != nil || n < 0 || n > 10000 {
+			http.Error(w, fmt.Sprintf("lines=%q: want a count from 0 to 10000", s), http.StatusBadRequest)
+			return
+		}
+		lines = n
+	}
+	if s := q.Get("every"); s != "" {
+		d, err := time.ParseDuration(s)
+		if err != nil || d < 0 || d > maxSlow {
+			http.Error(w, fmt.Sprintf("every=%q: want a duration from 0 to %v", s, maxSlow), http.StatusBadRequest)
+			return
+		}
+		every = d
+	}
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	rc := http.NewResponseController(w)
+	t := time.NewTicker(max(every, time.Millisecond))
+	defer t.Stop()
+	for i := range lines {
+		if i > 0 {
+			select {
+			case <-t.C:
+			case <-r.Context().Done():
+				return
+			}
+		}
+		fmt.Fprintf(w, "line %d\n", i)
+		if rc.Flush() != nil {
+			return
+		}
+	}
 }
 
 // serveBytes answers ?n= bytes (default 1024) of ?type= (default
