@@ -14,8 +14,8 @@ import (
 	"github.com/flowgate/flowgate/test/harness"
 )
 
-// TestCompressionUnderManyStreams: 40 clients hold streamed responses
-// open at once, each asking for gzip. A compressor (about 1 MiB) is held
+// TestCompressionUnderManyStreams: 40 clients hold streamed responses (4 s
+// each) open at once, each asking for gzip. A compressor (about 1 MiB) is held
 // for as long as its response lasts, so http.compression.max_concurrent
 // (8 here) of them are compressed and the other 32 go out as the node sent
 // them, counted as busy; every client gets every line. Once they are done,
@@ -29,7 +29,7 @@ func TestCompressionUnderManyStreams(t *testing.T) {
 	})
 	pid := pidOf(t, fg.StateDir)
 	before := rssKB(t, pid)
-	const clients, lines = 40, 20
+	const clients, lines = 40, 40
 	want := ""
 	for i := range lines {
 		want += fmt.Sprintf("line %d\n", i)
