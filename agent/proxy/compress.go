@@ -25,7 +25,6 @@ import (
 // the content is the same). Build it with NewCompression; nil compresses
 // nothing.
 type Compression struct {
-	level     int
 	minLength int64
 	max       int64           // responses compressed at once at most
 	active    atomic.Int64    // responses being compressed
@@ -56,7 +55,7 @@ func NewCompression(level int, minLength int64, types []string, maxConcurrent in
 	if len(types) == 0 {
 		return nil, fmt.Errorf("types: empty; list the media types to compress, such as text/html and application/json")
 	}
-	c := &Compression{level: level, minLength: minLength, max: int64(maxConcurrent), exact: make(map[string]bool)}
+	c := &Compression{minLength: minLength, max: int64(maxConcurrent), exact: make(map[string]bool)}
 	for _, t := range types {
 		mt := strings.ToLower(strings.TrimSpace(t))
 		typ, sub, ok := strings.Cut(mt, "/")
