@@ -264,35 +264,66 @@ func (s *upstreamSet) randomByWeight(o *pickOptions, not []*upstream) *upstream 
 // tells nothing), it takes the request with the probability of its share
 // and passes it on to the least loaded of the others otherwise.
 func (s *upstreamSet) pickLeastConn(o *pickOptions) *upstream {
-	best := s.leastConn(o, nil)
+	best := s.leastConn(o)
 	if best == nil || o.slowStart <= 0 || best.inflight.Load() > 0 {
 		return best
 	}
+	// A warming upstream passes the turns beyond its share to another,
+	// ties among the others broken at random so that they share them
+	// evenly and the round-robin start moves on once per pick.
 	if f := best.share(o.now, o.slowStart); f < 1 && rand.Float64() >= f {
-		if other := s.leastConn(o, best); other != nil {
+		if other := s.leastConnOther(o, best); other != nil {
 			return other
 		}
 	}
 	return best
 }
 
-// leastConn is pickLeastConn's choice among the upstreams other than not.
-func (s *upstreamSet) leastConn(o *pickOptions, not *upstream) *upstream {
+// leastConn is pickLeastConn's choice; ties go to the first in the list's
+// order from a start that moves on each pick.
+func (s *upstreamSet) leastConn(o *pickOptions) *upstream {
 	start := s.rr.Add(1) - 1
 	var best *upstream
 	var bestLoad float64
 	for i := range uint64(len(s.list)) {
-		j := (start + i) % uint64(len(s.list))
-		u := s.list[j]
-		if u == not || !o.eligible(u) {
+		j := int((start + i) % uint64(len(s.list)))
+		if !o.eligible(s.list[j]) {
 			continue
 		}
-		load := float64(u.inflight.Load()) / (float64(s.weights[j]) * u.share(o.now, o.slowStart))
-		if best == nil || load < bestLoad {
-			best, bestLoad = u, load
+		if load := s.load(j, o); best == nil || load < bestLoad {
+			best, bestLoad = s.list[j], load
 		}
 	}
 	return best
+}
+
+// leastConnOther is leastConn's choice among the upstreams other than not,
+// with ties broken at random.
+func (s *upstreamSet) leastConnOther(o *pickOptions, not *upstream) *upstream {
+	var best *upstream
+	var bestLoad float64
+	ties := 0
+	for j, u := range s.list {
+		if u == not || !o.eligible(u) {
+			continue
+		}
+		switch load := s.load(j, o); {
+		case best == nil || load < bestLoad:
+			best, bestLoad, ties = u, load, 1
+		case load == bestLoad:
+			if ties++; rand.IntN(ties) == 0 {
+				best = u
+			}
+		}
+	}
+	return best
+}
+
+// load is the requests in flight to the j-th upstream per unit of its
+// weight, scaled down by its slow-start share.
+func (s *upstreamSet) load(j int, o *pickOptions) float64 {
+	u := s.list[j]
+	return float64(u.inflight.Load()) / (float64(s.weights[j]) * u.share(o.now, o.slowStart))
 }
 
 // pickHash walks the consistent-hash ring from the client's point, so that a
