@@ -33,6 +33,13 @@ var scenarios = []*scenario{
 		},
 	},
 	{
+		id: "h1-post-1k", title: "HTTPS/1.1 keep-alive, 1 KiB JSON POSTs, 1 KiB responses, 64 connections (wrk)",
+		unit: "req/s", higher: true, minBytes: 1024,
+		load: func(ctx context.Context, b *bench, p *peer, d time.Duration) (loadResult, error) {
+			return runWrk(ctx, b.dir, wrkOptions{url: "https://" + p.addr() + "/bytes?n=1024", conns: 64, d: d, postBytes: 1024})
+		},
+	},
+	{
 		id: "h1-100k-length", title: "HTTPS/1.1, 100 KiB responses with Content-Length, 64 connections (wrk)",
 		unit: "req/s", higher: true, minBytes: 102400,
 		load: func(ctx context.Context, b *bench, p *peer, d time.Duration) (loadResult, error) {

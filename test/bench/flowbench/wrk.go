@@ -94,13 +94,29 @@ type wrkOptions struct {
 	countResumed bool
 	// headers are sent with every request, as "Name: value".
 	headers []string
+	// postBytes, when above zero, makes every request a POST of that
+	// many bytes of JSON, as Flowable's REST clients send.
+	postBytes int
 }
+
+// wrkPost makes every request a POST with a JSON body of %d bytes.
+const wrkPost = `wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/json"
+wrk.body = '{"pad":"' .. string.rep("x", %d - 10) .. '"}'
+`
 
 // runWrk runs wrk with one thread on the load core.
 func runWrk(ctx context.Context, dir string, o wrkOptions) (loadResult, error) {
 	name, script := "wrk-report.lua", wrkDone
 	if o.countResumed {
 		name, script = "wrk-report-resumed.lua", wrkResumedHook+wrkDone
+	}
+	if o.postBytes > 0 {
+		if o.postBytes < 10 {
+			return loadResult{}, fmt.Errorf("wrk: a POST body of %d bytes; want at least 10", o.postBytes)
+		}
+		name = fmt.Sprintf("wrk-post-%d-%s", o.postBytes, name)
+		script = fmt.Sprintf(wrkPost, o.postBytes) + script
 	}
 	path := filepath.Join(dir, name)
 	if _, err := os.Stat(path); err != nil {
