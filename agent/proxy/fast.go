@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"net/http/httptrace"
 	"net/textproto"
+	"os"
 	"strconv"
 	"strings"
 	"sync"
@@ -23,8 +24,9 @@ import (
 // and a background-read goroutine per request, a layered response writer)
 // and in httputil.ReverseProxy (a copy of every request, header maps copied
 // back and forth), not in TLS or the proxying itself. A ConnServer serves
-// the common request, a GET or HEAD without a body (parseFastRequest),
-// straight off the TLS connection: it reads the head, sends it upstream
+// the common request, one without a body or with a small one
+// (parseFastRequest), straight off the TLS connection: it reads the head
+// and any body, sends them upstream
 // through the same balancer, retries and passive health as every other
 // request, and writes the response head and body to the client itself.
 // The first request it declines hands the connection, with what it has
@@ -92,6 +94,10 @@ type fastConn struct {
 	st     requestState
 	resp   responseBuf
 	answer errorWriter
+	// body is the request's body, read whole into bodyBuf (readBody),
+	// which is held only while a request with a body is served.
+	body    bufferedBody
+	bodyBuf *[fastMaxBody]byte
 
 	// mu orders the connection's idle state and read deadline against
 	// Shutdown, and the client watch's start against its stop.
@@ -184,6 +190,7 @@ func (c *fastConn) serve() (handedOff bool) {
 		more := c.serveRequest(r, fr, hsts)
 		// An idle connection keeps nothing of its last request alive.
 		c.rb.release()
+		c.releaseBody()
 		c.resp.release()
 		c.st = requestState{}
 		c.answer = errorWriter{}
@@ -283,8 +290,25 @@ func (c *fastConn) serveRequest(r *http.Request, fr fastRequest, hsts []string) 
 	p.initState(st, c.ctx, ew, r)
 	st.respBuf = &c.resp
 	defer p.handlerDone(st)
+	closeAfter := fr.close
+	if n := fr.contentLength; n > 0 {
+		r.Body = &c.body
+		if limit := st.opts.MaxBodyBytes; limit > 0 && n > limit {
+			// admit answers 413; the body is not read, so the
+			// connection ends after the answer.
+			closeAfter = true
+		} else if err := c.readBody(n, st.opts.ClientBodyTimeout); err != nil {
+			if !errors.As(err, new(*bodyTimeoutError)) {
+				return false // the client went away or broke the stream
+			}
+			p.errorHandlerWith(&st.rec, r, st, &clientBodyError{err: err}, st.opts)
+			delete(ew.h, "Connection") // written by closeAfter
+			c.writeAnswer(st, ew, hsts, true)
+			return false
+		}
+	}
 	if !p.admit(st, r, c.peer, fr.xff) {
-		return c.writeAnswer(st, ew, hsts, fr.close)
+		return c.writeAnswer(st, ew, hsts, closeAfter) && !closeAfter
 	}
 	st.setForwarded(r.Header, r.Host, st.opts)
 	c.startWatch()
@@ -295,12 +319,79 @@ func (c *fastConn) serveRequest(r *http.Request, fr fastRequest, hsts []string) 
 			return false // the client went away
 		}
 		p.errorHandlerWith(&st.rec, r, st, err, st.opts)
-		return c.writeAnswer(st, ew, hsts, fr.close)
+		return c.writeAnswer(st, ew, hsts, closeAfter) && !closeAfter
 	}
 	st.setStickyCookie(resp.Header)
 	st.opts.Compression.apply(r, resp, st.opts.Metrics)
 	defer resp.Body.Close()
-	return c.writeResponse(st, r, resp, hsts, fr.close)
+	return c.writeResponse(st, r, resp, hsts, closeAfter) && !closeAfter
+}
+
+// readBody reads a request body of n bytes, at most fastMaxBody, into
+// c.body. With a timeout, each wait for more of it may take that long
+// (NGINX's client_body_timeout); a *bodyTimeoutError says it did not.
+func (c *fastConn) readBody(n int64, timeout time.Duration) error {
+	if c.bodyBuf == nil {
+		c.bodyBuf = bodyBufs.Get().(*[fastMaxBody]byte)
+	}
+	buf := c.bodyBuf[:n]
+	for got := 0; got < len(buf); {
+		if c.br.Buffered() == 0 {
+			c.mu.Lock()
+			if t, renew := c.rdl.renew(timeout); renew {
+				c.tc.SetReadDeadline(t)
+			}
+			c.mu.Unlock()
+		}
+		m, err := c.br.Read(buf[got:])
+		got += m
+		if err != nil && got < len(buf) {
+			if timeout > 0 && errors.Is(err, os.ErrDeadlineExceeded) {
+				return &bodyTimeoutError{timeout: timeout, err: err}
+			}
+			return err
+		}
+	}
+	c.body = bufferedBody{b: buf}
+	return nil
+}
+
+// releaseBody gives back the buffer of the last request's body.
+func (c *fastConn) releaseBody() {
+	c.body = bufferedBody{}
+	if c.bodyBuf != nil {
+		bodyBufs.Put(c.bodyBuf)
+		c.bodyBuf = nil
+	}
+}
+
+// bodyBufs hold the bodies of fast-path requests while they are served.
+var bodyBufs = sync.Pool{New: func() any { return new([fastMaxBody]byte) }}
+
+// bufferedBody is a request body read whole (fastConn.readBody). The
+// upstream transport for plain HTTP (h1Transport) writes its bytes after
+// the head; anything else reads it, from a copy (detach).
+type bufferedBody struct {
+	b   []byte
+	off int
+}
+
+func (b *bufferedBody) Read(p []byte) (int, error) {
+	if b.off >= len(b.b) {
+		return 0, io.EOF
+	}
+	n := copy(p, b.b[b.off:])
+	b.off += n
+	return n, nil
+}
+
+func (b *bufferedBody) Close() error { return nil }
+
+// detach returns a reader of a copy of the body, for a transport that may
+// read it after the request has ended (http.Transport writes a body from
+// a goroutine of its own), when the buffer is another request's.
+func (b *bufferedBody) detach() io.ReadCloser {
+	return io.NopCloser(bytes.NewReader(bytes.Clone(b.b)))
 }
 
 // writeResponse sends the upstream's response to the client: its head

@@ -175,9 +175,22 @@ func TestFastPathServesThenHandsOff(t *testing.T) {
 		t.Fatalf("after 4 requests: upstream hits %d, fast-path connections %d; want 4, 1", got, cs.open())
 	}
 
-	// A POST with a body goes to net/http, with the rest of the connection;
-	// a GET pipelined behind it too.
-	rc.send("POST /five HTTP/1.1\r\nHost: app.test\r\nContent-Length: 5\r\n\r\nhelloGET /six HTTP/1.1\r\nHost: app.test\r\n\r\n")
+	// A POST with a small body stays on the fast path, and so does a GET
+	// pipelined behind it in the same write.
+	rc.send("POST /five HTTP/1.1\r\nHost: app.test\r\nContent-Length: 5\r\n\r\nhelloGET /5b HTTP/1.1\r\nHost: app.test\r\n\r\n")
+	if resp, body := rc.read("POST"); resp.StatusCode != 200 || body != "a" || resp.Header.Get("Strict-Transport-Security") != "max-age=60" {
+		t.Errorf("fast POST: got %d %q %v", resp.StatusCode, body, resp.Header)
+	}
+	if resp, body := rc.read("GET"); resp.StatusCode != 200 || body != "a" {
+		t.Errorf("GET after a fast POST: got %d %q", resp.StatusCode, body)
+	}
+	if cs.open() != 1 {
+		t.Fatalf("fast-path connections after a POST of 5 bytes: got %d; want 1", cs.open())
+	}
+
+	// A chunked POST goes to net/http, with the rest of the connection; a
+	// GET pipelined behind it too.
+	rc.send("POST /six HTTP/1.1\r\nHost: app.test\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nworld\r\n0\r\n\r\nGET /seven HTTP/1.1\r\nHost: app.test\r\n\r\n")
 	if resp, body := rc.read("POST"); resp.StatusCode != 200 || body != "a" || resp.Header.Get("Strict-Transport-Security") != "" {
 		t.Errorf("POST after the handoff: got %d %q %v", resp.StatusCode, body, resp.Header)
 	}
@@ -185,10 +198,10 @@ func TestFastPathServesThenHandsOff(t *testing.T) {
 		t.Errorf("GET after the handoff: got %d %q", resp.StatusCode, body)
 	}
 	b.mu.Lock()
-	lastBodies := b.bodies[len(b.bodies)-2:]
+	lastBodies := b.bodies[len(b.bodies)-4:]
 	b.mu.Unlock()
-	if lastBodies[0] != "hello" || lastBodies[1] != "" {
-		t.Errorf("upstream bodies: got %q; want hello and none", lastBodies)
+	if !slices.Equal(lastBodies, []string{"hello", "", "world", ""}) {
+		t.Errorf("upstream bodies: got %q; want hello, none, world, none", lastBodies)
 	}
 	if cs.open() != 0 {
 		t.Errorf("fast-path connections after the handoff: got %d; want 0", cs.open())
@@ -661,7 +674,7 @@ func TestHTTP2WritesCoalesced(t *testing.T) {
 	// Over HTTP/1.1, a request the fast path hands off (it has a body).
 	h1 := &http.Client{Transport: &http.Transport{TLSClientConfig: cfg}, Timeout: 20 * time.Second}
 	t.Cleanup(h1.CloseIdleConnections)
-	resp, err := h1.Post("https://"+addr+"/post?n=3", "text/plain", strings.NewReader("body"))
+	resp, err := h1.Post("https://"+addr+"/post?n=3", "text/plain", io.MultiReader(strings.NewReader("body"))) // chunked
 	if err != nil {
 		t.Fatal(err)
 	}

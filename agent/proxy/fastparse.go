@@ -9,16 +9,27 @@ import (
 	"strings"
 )
 
-// The fast path (fast.go) serves the common HTTP/1.1 request itself: a GET
-// or HEAD without a body. parseFastRequest recognizes such a request in a
-// complete request head. It accepts a strict subset of HTTP/1.1 and
+// The fast path (fast.go) serves the common HTTP/1.1 request itself: one
+// without a body, or with a small one framed by Content-Length, such as a
+// Flowable REST call's JSON. parseFastRequest recognizes such a request in
+// a complete request head. It accepts a strict subset of HTTP/1.1 and
 // declines everything else, which then goes to net/http's server with the
 // rest of the connection: net/http answers malformed and ambiguous
-// requests (400, 431, 505), bodies, Expect, upgrades and absolute-form
-// targets exactly as it does without the fast path. So the fast path never
-// needs to judge a request it is unsure of, and no request smuggling
-// defence lives here: a request with any framing header (Content-Length,
-// Transfer-Encoding) is declined.
+// requests (400, 431, 505), chunked and large bodies, Expect, upgrades and
+// absolute-form targets exactly as it does without the fast path. So the
+// fast path never needs to judge a request it is unsure of. Its one
+// framing rule is the strictest there is: a body only with exactly one
+// Content-Length field of plain digits, at most fastMaxBody, and no
+// Transfer-Encoding; anything else about framing (a list, a sign, a second
+// field, Transfer-Encoding in any form) is declined, and the body goes
+// upstream with a Content-Length flowgate writes itself.
+
+// fastMaxBody is the largest request body the fast path takes. It reads a
+// body whole before the request goes upstream, as NGINX buffers one in its
+// client_body_buffer_size (16 KiB on 64-bit systems), so that the request
+// goes out in one write and can go to another upstream if the first
+// cannot be reached.
+const fastMaxBody = 16 << 10
 
 // fastRequest is what the fast path needs of a recognized request beyond
 // the http.Request.
@@ -28,6 +39,9 @@ type fastRequest struct {
 	xff []string
 	// close: the client asked to close the connection after the response.
 	close bool
+	// contentLength is the length of the body that follows the head, at
+	// most fastMaxBody; 0 without one.
+	contentLength int64
 }
 
 // requestBuf is what a fast-path connection reuses from one request to
@@ -100,7 +114,7 @@ func (b *requestBuf) parse(head []byte, remoteAddr string) (r *http.Request, fr 
 	r.RemoteAddr = remoteAddr
 	r.RequestURI = target
 	fr.xff = b.xff[:0]
-	hosts := 0
+	hosts, lengths := 0, 0
 	fields := fieldScanner{rest: rest}
 	for fields.next() {
 		key, value := fields.key, fields.value
@@ -125,7 +139,15 @@ func (b *requestBuf) parse(head []byte, remoteAddr string) (r *http.Request, fr 
 				}
 			}
 			continue
-		case "Content-Length", "Transfer-Encoding", "Expect", "Upgrade", "Te", "Trailer", "Http2-Settings":
+		case "Content-Length":
+			n, ok := parseContentLength(value)
+			if !ok || lengths > 0 || n > fastMaxBody {
+				return nil, fr, false
+			}
+			lengths++
+			fr.contentLength = n
+			continue // written upstream from the body itself
+		case "Transfer-Encoding", "Expect", "Upgrade", "Te", "Trailer", "Http2-Settings":
 			return nil, fr, false
 		case "X-Forwarded-For":
 			fr.xff = append(fr.xff, value)
@@ -141,6 +163,7 @@ func (b *requestBuf) parse(head []byte, remoteAddr string) (r *http.Request, fr 
 	if fields.bad || hosts != 1 || len(fields.rest) != 0 {
 		return nil, fr, false
 	}
+	r.ContentLength = fr.contentLength
 	if _, ok := r.Header["User-Agent"]; !ok {
 		// A request without one is sent without one (net/http would add
 		// its own).
@@ -284,7 +307,32 @@ func (b *headerBuf) release() {
 	clear(b.values[:cap(b.values)])
 }
 
-// splitRequestLine splits "GET /path HTTP/1.1". Only GET and HEAD in
+// parseContentLength reads a Content-Length value: plain decimal digits,
+// at most 18 of them (nothing a sign, a list or a space could hide in).
+func parseContentLength(v string) (int64, bool) {
+	if len(v) == 0 || len(v) > 18 {
+		return 0, false
+	}
+	var n int64
+	for i := 0; i < len(v); i++ {
+		c := v[i]
+		if c < '0' || c > '9' {
+			return 0, false
+		}
+		n = n*10 + int64(c-'0')
+	}
+	return n, true
+}
+
+// fastMethods are the methods the fast path serves, each its own constant
+// so that a request's method costs no allocation. CONNECT and TRACE, which
+// flowgate refuses, and any other method go to net/http.
+var fastMethods = [...]string{
+	http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPut,
+	http.MethodPatch, http.MethodDelete, http.MethodOptions,
+}
+
+// splitRequestLine splits "GET /path HTTP/1.1". Only the fastMethods in
 // origin form over HTTP/1.1 are for the fast path.
 func splitRequestLine(line string) (method, target string, ok bool) {
 	m, rest, ok1 := strings.Cut(line, " ")
@@ -292,12 +340,13 @@ func splitRequestLine(line string) (method, target string, ok bool) {
 	if !ok1 || !ok2 || p != "HTTP/1.1" {
 		return "", "", false
 	}
-	switch m {
-	case http.MethodGet:
-		method = http.MethodGet
-	case http.MethodHead:
-		method = http.MethodHead
-	default:
+	for _, fm := range fastMethods {
+		if m == fm {
+			method = fm
+			break
+		}
+	}
+	if method == "" {
 		return "", "", false
 	}
 	if len(t) == 0 || t[0] != '/' {

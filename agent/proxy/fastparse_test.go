@@ -48,8 +48,11 @@ func TestParseFastRequest(t *testing.T) {
 	}
 
 	declined := map[string]string{
-		"POST":                  "POST / HTTP/1.1\r\nHost: a\r\n\r\n",
-		"OPTIONS":               "OPTIONS * HTTP/1.1\r\nHost: a\r\n\r\n",
+		"OPTIONS *":             "OPTIONS * HTTP/1.1\r\nHost: a\r\n\r\n",
+		"CONNECT":               "CONNECT a:443 HTTP/1.1\r\nHost: a:443\r\n\r\n",
+		"TRACE":                 "TRACE / HTTP/1.1\r\nHost: a\r\n\r\n",
+		"unknown method":        "PROPFIND / HTTP/1.1\r\nHost: a\r\n\r\n",
+		"lower-case post":       "post / HTTP/1.1\r\nHost: a\r\nContent-Length: 1\r\n\r\n",
 		"lower-case method":     "get / HTTP/1.1\r\nHost: a\r\n\r\n",
 		"HTTP/1.0":              "GET / HTTP/1.0\r\nHost: a\r\n\r\n",
 		"HTTP/2 text":           "GET / HTTP/2.0\r\nHost: a\r\n\r\n",
@@ -64,7 +67,19 @@ func TestParseFastRequest(t *testing.T) {
 		"two hosts":             "GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n",
 		"host with slash":       "GET / HTTP/1.1\r\nHost: a/b\r\n\r\n",
 		"host with space":       "GET / HTTP/1.1\r\nHost: a b\r\n\r\n",
-		"content-length":        "GET / HTTP/1.1\r\nHost: a\r\nContent-Length: 0\r\n\r\n",
+		"body over 16 KiB":      "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 16385\r\n\r\n",
+		"huge length":           "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 99999999999999999999\r\n\r\n",
+		"two lengths":           "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nContent-Length: 5\r\n\r\n",
+		"length list":           "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5, 5\r\n\r\n",
+		"length with sign":      "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: +5\r\n\r\n",
+		"negative length":       "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: -1\r\n\r\n",
+		"length in hex":         "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 0x10\r\n\r\n",
+		"space in length":       "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 1 0\r\n\r\n",
+		"empty length":          "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: \r\n\r\n",
+		"length and chunked":    "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n",
+		"chunked and length":    "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nContent-Length: 5\r\n\r\n",
+		"length, other case":    "POST / HTTP/1.1\r\nHost: a\r\ncontent-length: 5\r\nContent-Length: 6\r\n\r\n",
+		"expect with a body":    "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n",
 		"transfer-encoding":     "GET / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n",
 		"TE in other case":      "GET / HTTP/1.1\r\nHost: a\r\ntransfer-encoding: chunked\r\n\r\n",
 		"expect":                "GET / HTTP/1.1\r\nHost: a\r\nExpect: 100-continue\r\n\r\n",
@@ -92,6 +107,30 @@ func TestParseFastRequest(t *testing.T) {
 			t.Errorf("%s: accepted %q; want it left to net/http", name, head)
 		}
 	}
+	for _, tt := range []struct {
+		head   string
+		method string
+		length int64
+	}{
+		{"POST /flowable-rest/service/query/tasks HTTP/1.1\r\nHost: a\r\nContent-Type: application/json\r\nContent-Length: 27\r\n\r\n", "POST", 27},
+		{"POST / HTTP/1.1\r\nHost: a\r\n\r\n", "POST", 0},
+		{"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 0\r\n\r\n", "POST", 0},
+		{"PUT / HTTP/1.1\r\nHost: a\r\ncontent-length: 016384\r\n\r\n", "PUT", fastMaxBody},
+		{"PATCH / HTTP/1.1\r\nHost: a\r\nContent-Length: 1\r\n\r\n", "PATCH", 1},
+		{"DELETE /x HTTP/1.1\r\nHost: a\r\n\r\n", "DELETE", 0},
+		{"OPTIONS /x HTTP/1.1\r\nHost: a\r\nOrigin: https://b\r\n\r\n", "OPTIONS", 0},
+		{"GET / HTTP/1.1\r\nHost: a\r\nContent-Length: 2\r\n\r\n", "GET", 2},
+	} {
+		r, fr, ok := parseFastRequest([]byte(tt.head), "192.0.2.1:1")
+		if !ok {
+			t.Errorf("%q declined; want it on the fast path", tt.head)
+			continue
+		}
+		if r.Method != tt.method || fr.contentLength != tt.length || r.ContentLength != tt.length || r.Header["Content-Length"] != nil {
+			t.Errorf("%q: method %s, length %d (request %d), header %v; want %s, %d, no Content-Length field",
+				tt.head, r.Method, fr.contentLength, r.ContentLength, r.Header, tt.method, tt.length)
+		}
+	}
 	if _, _, ok := parseFastRequest([]byte(base+"\r\n"), "192.0.2.1:1"); !ok {
 		t.Error("the base request of the declined cases was itself declined")
 	}
@@ -116,6 +155,9 @@ func FuzzParseFastRequest(f *testing.F) {
 		"GET /a!b HTTP/1.1\r\nHost: a\r\n\r\n",
 		"GET /a(b)*c HTTP/1.1\r\nHost: a\r\n\r\n",
 		"GET /{x}|\"y\" HTTP/1.1\r\nHost: a\r\n\r\n",
+		"POST /q HTTP/1.1\r\nHost: a\r\nContent-Type: application/json\r\nContent-Length: 12\r\n\r\n",
+		"PUT /q HTTP/1.1\r\nHost: a\r\ncontent-length: 00\r\n\r\n",
+		"DELETE /q HTTP/1.1\r\nHost: a\r\n\r\n",
 	} {
 		f.Add([]byte(s))
 	}
@@ -129,12 +171,20 @@ func FuzzParseFastRequest(f *testing.F) {
 			t.Fatalf("fast path took %q, which net/http refuses: %v", head, err)
 		}
 		if ref.Method != r.Method || ref.RequestURI != r.RequestURI || ref.Host != r.Host ||
-			!reflect.DeepEqual(*ref.URL, *r.URL) || ref.ContentLength != 0 || len(ref.TransferEncoding) != 0 || ref.Close != fr.close {
-			t.Fatalf("%q: fast path read %s %q host %q close %v; net/http %s %q host %q close %v",
-				head, r.Method, r.RequestURI, r.Host, fr.close, ref.Method, ref.RequestURI, ref.Host, ref.Close)
+			!reflect.DeepEqual(*ref.URL, *r.URL) || ref.ContentLength != fr.contentLength || r.ContentLength != fr.contentLength ||
+			len(ref.TransferEncoding) != 0 || ref.Close != fr.close {
+			t.Fatalf("%q: fast path read %s %q host %q close %v length %d; net/http %s %q host %q close %v length %d",
+				head, r.Method, r.RequestURI, r.Host, fr.close, fr.contentLength, ref.Method, ref.RequestURI, ref.Host, ref.Close, ref.ContentLength)
+		}
+		if fr.contentLength > fastMaxBody {
+			t.Fatalf("%q: a body of %d bytes on the fast path", head, fr.contentLength)
 		}
 		for k, vv := range ref.Header {
 			switch k {
+			case "Content-Length":
+				if _, ok := r.Header[k]; ok {
+					t.Fatalf("%q: %s forwarded as a field", head, k)
+				}
 			case "Connection", "Keep-Alive", "Proxy-Connection", "Proxy-Authenticate", "Proxy-Authorization",
 				"Forwarded", "X-Forwarded-Host", "X-Forwarded-Proto", "X-Forwarded-Port", "X-Real-Ip":
 				if _, ok := r.Header[k]; ok {

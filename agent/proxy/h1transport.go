@@ -12,6 +12,7 @@ import (
 	"net/http/httptrace"
 	"net/textproto"
 	"net/url"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -80,7 +81,14 @@ func newH1Transport(u string, tlsConfig *tls.Config, o TransportOptions, now fun
 // canCarry reports whether req is one h1Transport takes: no body and no
 // upgrade.
 func canCarry(req *http.Request) bool {
-	return (req.Body == nil || req.Body == http.NoBody) && req.Header.Get("Upgrade") == ""
+	switch req.Body.(type) {
+	case nil, *bufferedBody:
+	default:
+		if req.Body != http.NoBody {
+			return false
+		}
+	}
+	return req.Header.Get("Upgrade") == ""
 }
 
 // RoundTrip sends req, which canCarry must have let through, on a pooled
@@ -409,10 +417,11 @@ func (c *h1Conn) roundTrip(req *http.Request, rb *responseBuf) (*http.Response, 
 	return resp, nil
 }
 
-// writeRequest writes the head of a request without a body, as
-// Request.Write would, without its allocations per request: the request
-// line, Host and the header fields (an empty User-Agent left out; no
-// default one added). A CR or LF in a value, which neither net/http's
+// writeRequest writes a request without a body, or with one read whole
+// (bufferedBody), as Request.Write would, without its allocations per
+// request: the request line, Host and the header fields (an empty
+// User-Agent left out; no default one added), Content-Length, and the
+// body. A CR or LF in a value, which neither net/http's
 // server nor the fast path lets in, goes out as a space; a field with an
 // invalid name is left out.
 func writeRequest(bw *bufio.Writer, req *http.Request) error {
@@ -450,7 +459,22 @@ func writeRequest(bw *bufio.Writer, req *http.Request) error {
 	if req.Close {
 		bw.WriteString("Connection: close\r\n")
 	}
-	_, err := bw.WriteString("\r\n")
+	var body []byte
+	if b, ok := req.Body.(*bufferedBody); ok {
+		body = b.b
+	}
+	switch {
+	case len(body) > 0:
+		bw.WriteString("Content-Length: ")
+		bw.Write(strconv.AppendInt(bw.AvailableBuffer(), int64(len(body)), 10))
+		bw.WriteString("\r\n")
+	case req.Method == http.MethodPost || req.Method == http.MethodPut || req.Method == http.MethodPatch:
+		// A request of a method that has a body states that it has none,
+		// as net/http sends it.
+		bw.WriteString("Content-Length: 0\r\n")
+	}
+	bw.WriteString("\r\n")
+	_, err := bw.Write(body)
 	return err
 }
 

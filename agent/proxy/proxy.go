@@ -678,7 +678,11 @@ func (p *Proxy) admit(st *requestState, r *http.Request, peer tcpPeer, xff []str
 			writeError(rec, http.StatusRequestEntityTooLarge, "request body too large\n")
 			return false
 		}
-		r.Body = http.MaxBytesReader(rec, r.Body, o.MaxBodyBytes)
+		if r.ContentLength < 0 {
+			// A body of unknown length; one whose length was given ends
+			// there (net/http's servers hold a body to its length).
+			r.Body = http.MaxBytesReader(rec, r.Body, o.MaxBodyBytes)
+		}
 	}
 	st.websocket = filterUpgrade(r.Header)
 	if st.websocket && o.MaxWebSockets > 0 && p.websockets.Load() >= int64(o.MaxWebSockets) {
@@ -868,6 +872,9 @@ func (rt roundTripper) roundTrip(st *requestState, req *http.Request) (*http.Res
 		case u.h1 != nil && st.body == nil && canCarry(req):
 			resp, err = u.h1.roundTrip(req, st.respBuf, now)
 		default:
+			if b, ok := req.Body.(*bufferedBody); ok {
+				req.Body = b.detach()
+			}
 			resp, err = u.transport.RoundTrip(req)
 		}
 		if err == nil && resp.StatusCode != http.StatusSwitchingProtocols {

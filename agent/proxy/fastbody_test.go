@@ -1,0 +1,286 @@
+package proxy
+
+import (
+	"bufio"
+	"crypto/tls"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/flowgate/flowgate/discovery"
+)
+
+// A request with a small Content-Length body stays on the fast path: the
+// upstream gets the body whole, framed by the length flowgate writes
+// itself, and the connection carries the next request. A POST without a
+// body says so with Content-Length: 0, as net/http sends it.
+func TestFastPathBodies(t *testing.T) {
+	b := newBackend(t, "a", nil)
+	p := newTestProxy(t, Options{}, b.upstream())
+	addr, cfg, cs := fastFront(t, p, ConnOptions{})
+	rc := dialRaw(t, addr, cfg)
+
+	json := `{"processDefinitionKey":"holidayRequest","variables":[]}`
+	big := strings.Repeat("b", fastMaxBody)
+	for i, tt := range []struct {
+		name, req, want string
+		wantLength      string
+	}{
+		{"JSON POST", "POST /flowable-rest/service/runtime/process-instances HTTP/1.1\r\nHost: app.test\r\n" +
+			"Content-Type: application/json\r\nContent-Length: " + fmt.Sprint(len(json)) + "\r\n\r\n" + json, json, fmt.Sprint(len(json))},
+		{"PUT of 16 KiB", "PUT /x HTTP/1.1\r\nHost: app.test\r\nContent-Length: 16384\r\n\r\n" + big, big, "16384"},
+		{"POST without a body", "POST /x HTTP/1.1\r\nHost: app.test\r\n\r\n", "", "0"},
+		{"PATCH with Content-Length: 0", "PATCH /x HTTP/1.1\r\nHost: app.test\r\nContent-Length: 0\r\n\r\n", "", "0"},
+		{"DELETE", "DELETE /x HTTP/1.1\r\nHost: app.test\r\n\r\n", "", ""},
+		{"OPTIONS", "OPTIONS /x HTTP/1.1\r\nHost: app.test\r\nOrigin: https://ui.test\r\n\r\n", "", ""},
+	} {
+		rc.send(tt.req)
+		method, _, _ := strings.Cut(tt.req, " ")
+		if resp, body := rc.read(method); resp.StatusCode != 200 || body != "a" {
+			t.Fatalf("%s: got %d %q", tt.name, resp.StatusCode, body)
+		}
+		b.mu.Lock()
+		got := b.bodies[len(b.bodies)-1]
+		b.mu.Unlock()
+		if got != tt.want {
+			t.Errorf("%s: the upstream got a body of %d bytes; want %d", tt.name, len(got), len(tt.want))
+		}
+		if cs.open() != 1 {
+			t.Fatalf("%s (request %d): %d fast-path connections; want the request served on the fast path", tt.name, i, cs.open())
+		}
+	}
+	if got := b.hits.Load(); got != 6 {
+		t.Errorf("upstream hits: %d; want 6", got)
+	}
+}
+
+// recordingUpstream is an upstream that records each request exactly as it came
+// off the wire, head and body, and answers "ok".
+func recordingUpstream(t *testing.T) (discovery.Upstream, func() []string) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	reqs := make(chan string, 100)
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				br := bufio.NewReader(c)
+				for {
+					req, err := http.ReadRequest(br)
+					if err != nil {
+						return
+					}
+					body, _ := io.ReadAll(req.Body)
+					var head strings.Builder
+					fmt.Fprintf(&head, "%s %s", req.Method, req.RequestURI)
+					if req.ContentLength >= 0 && len(req.TransferEncoding) == 0 {
+						if _, ok := req.Header["Content-Length"]; ok || req.ContentLength > 0 {
+							fmt.Fprintf(&head, " length=%d", req.ContentLength)
+						}
+					}
+					if len(req.TransferEncoding) > 0 {
+						fmt.Fprintf(&head, " te=%v", req.TransferEncoding)
+					}
+					reqs <- head.String() + " body=" + string(body)
+					io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+				}
+			}()
+		}
+	}()
+	seen := func() []string {
+		var out []string
+		for {
+			select {
+			case r := <-reqs:
+				out = append(out, r)
+			case <-time.After(200 * time.Millisecond):
+				return out
+			}
+		}
+	}
+	return discovery.Upstream{Addr: ln.Addr().String(), Weight: 1}, seen
+}
+
+// What goes upstream is framed by flowgate alone: one Content-Length of
+// the body's size, the method's Content-Length: 0 where net/http sends
+// one, and nothing after the body.
+func TestFastPathBodyFraming(t *testing.T) {
+	up, seen := recordingUpstream(t)
+	p := newTestProxy(t, Options{}, up)
+	addr, cfg, _ := fastFront(t, p, ConnOptions{})
+	rc := dialRaw(t, addr, cfg)
+	// Two requests in one write, the second's head right after the
+	// first's body, and a length with leading zeros.
+	rc.send("POST /a HTTP/1.1\r\nHost: app.test\r\nContent-Length: 005\r\n\r\nhelloPUT /b HTTP/1.1\r\nHost: app.test\r\n\r\n")
+	rc.read("POST")
+	rc.read("PUT")
+	rc.send("DELETE /c HTTP/1.1\r\nHost: app.test\r\nContent-Length: 0\r\n\r\nGET /d HTTP/1.1\r\nHost: app.test\r\nContent-Length: 3\r\n\r\nabc")
+	rc.read("DELETE")
+	rc.read("GET")
+	want := []string{"POST /a length=5 body=hello", "PUT /b length=0 body=", "DELETE /c body=", "GET /d length=3 body=abc"}
+	if got := seen(); fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("the upstream saw\n%q\nwant\n%q", got, want)
+	}
+}
+
+// A body that comes in pieces, slower than the read buffer fills, arrives
+// whole; one over max_body_bytes is answered 413 without being read or
+// sent, and the connection closes; one that stops coming is answered 408
+// after client_body_timeout, and the connection closes; a client that
+// goes away mid-body reaches no upstream.
+func TestFastPathBodyLimits(t *testing.T) {
+	const timeout = 300 * time.Millisecond
+	b := newBackend(t, "a", nil)
+	p := newTestProxy(t, Options{MaxBodyBytes: 100, ClientBodyTimeout: timeout, MaxFails: 1, FailTimeout: time.Minute}, b.upstream())
+	addr, cfg, cs := fastFront(t, p, ConnOptions{})
+
+	rc := dialRaw(t, addr, cfg)
+	rc.send("POST /slow HTTP/1.1\r\nHost: app.test\r\nContent-Length: 12\r\n\r\n")
+	for range 12 {
+		time.Sleep(timeout / 3)
+		rc.send("x")
+	}
+	if resp, body := rc.read("POST"); resp.StatusCode != 200 || body != "a" {
+		t.Fatalf("slow body: got %d %q; want 200 (each wait is within the timeout)", resp.StatusCode, body)
+	}
+	b.mu.Lock()
+	last := b.bodies[len(b.bodies)-1]
+	b.mu.Unlock()
+	if last != strings.Repeat("x", 12) || cs.open() != 1 {
+		t.Fatalf("slow body: upstream got %q, %d fast-path connections", last, cs.open())
+	}
+
+	rc.send("POST /big HTTP/1.1\r\nHost: app.test\r\nContent-Length: 101\r\n\r\n" + strings.Repeat("y", 101))
+	resp, body := rc.read("POST")
+	if resp.StatusCode != http.StatusRequestEntityTooLarge || body != "request body too large\n" || !resp.Close {
+		t.Fatalf("body over max_body_bytes: got %d %q, close %v; want 413 and Connection: close", resp.StatusCode, body, resp.Close)
+	}
+	start := time.Now()
+	if _, err := rc.br.ReadByte(); err == nil || time.Since(start) > time.Second {
+		t.Errorf("after a 413 whose body was not read: read %v after %v; want the connection closed at once", err, time.Since(start))
+	}
+
+	rc = dialRaw(t, addr, cfg)
+	rc.send("POST /stalled HTTP/1.1\r\nHost: app.test\r\nContent-Length: 50\r\n\r\nhello")
+	start = time.Now()
+	rc.br.Peek(1)
+	took := time.Since(start)
+	time.Sleep(50 * time.Millisecond) // the whole answer, then the close
+	raw, _ := rc.br.Peek(rc.br.Buffered())
+	resp, body = rc.read("POST")
+	if resp.StatusCode != http.StatusRequestTimeout || body != "request body timed out\n" || !resp.Close ||
+		strings.Count(string(raw), "\r\nConnection: close\r\n") != 1 {
+		t.Fatalf("stalled body: got %d %q, head\n%s\nwant 408 and one Connection: close", resp.StatusCode, body, raw)
+	}
+	start = time.Now()
+	if _, err := rc.br.ReadByte(); err == nil || time.Since(start) > time.Second {
+		t.Errorf("after a 408: read %v after %v; want the connection closed at once", err, time.Since(start))
+	}
+	if took < timeout-deadlineSlack(timeout) || took > timeout+2*time.Second {
+		t.Errorf("stalled body answered after %v; want about %v", took, timeout)
+	}
+
+	hits := b.hits.Load()
+	c, err := tls.Dial("tcp", addr, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	io.WriteString(c, "POST /gone HTTP/1.1\r\nHost: app.test\r\nContent-Length: 50\r\n\r\nhalf")
+	c.Close()
+	time.Sleep(100 * time.Millisecond)
+	if got := b.hits.Load(); got != hits {
+		t.Errorf("a client gone mid-body: the upstream got %d requests; want none", got-hits)
+	}
+
+	// The upstream was never held responsible.
+	if status, body := getFast(t, addr, cfg, "/after"); status != 200 || body != "a" {
+		t.Errorf("after the client errors: got %d %q; want the upstream still in", status, body)
+	}
+}
+
+func getFast(t *testing.T, addr string, cfg *tls.Config, path string) (int, string) {
+	t.Helper()
+	rc := dialRaw(t, addr, cfg)
+	rc.send("GET " + path + " HTTP/1.1\r\nHost: app.test\r\n\r\n")
+	resp, body := rc.read("GET")
+	return resp.StatusCode, body
+}
+
+// A body read whole can go to another upstream when the first cannot be
+// reached; one an upstream took and failed on is not sent again.
+func TestFastPathBodyRetries(t *testing.T) {
+	good := newBackend(t, "good", nil)
+	dead := discovery.Upstream{Addr: deadAddr(t), Weight: 1}
+	p := newTestProxy(t, Options{RetryIdempotent: true}, dead, good.upstream())
+	addr, cfg, _ := fastFront(t, p, ConnOptions{})
+	rc := dialRaw(t, addr, cfg)
+	for i := range 2 { // round robin: one of the two starts at the dead node
+		rc.send("POST /submit HTTP/1.1\r\nHost: app.test\r\nContent-Length: 6\r\n\r\nform=" + fmt.Sprint(i))
+		if resp, body := rc.read("POST"); resp.StatusCode != 200 || body != "good" {
+			t.Fatalf("POST %d: got %d %q; want the good node's answer", i, resp.StatusCode, body)
+		}
+	}
+	good.mu.Lock()
+	got := fmt.Sprint(good.bodies)
+	good.mu.Unlock()
+	if got != "[form=0 form=1]" {
+		t.Errorf("the good node got %s; want both bodies whole", got)
+	}
+
+	var hits atomic.Int64
+	reset := resetBackend(t, true, &hits)
+	other := newBackend(t, "other", nil)
+	p = newTestProxy(t, Options{RetryIdempotent: true}, reset, other.upstream())
+	addr, cfg, _ = fastFront(t, p, ConnOptions{})
+	for i := range 2 {
+		rc := dialRaw(t, addr, cfg)
+		rc.send("POST /submit HTTP/1.1\r\nHost: app.test\r\nContent-Length: 6\r\n\r\nform=" + fmt.Sprint(i))
+		rc.read("POST")
+	}
+	if hits.Load() != 1 || other.hits.Load() != 1 {
+		t.Errorf("POSTs to a node that resets after reading them: it got %d, the other %d; want 1 and 1 (not sent again)", hits.Load(), other.hits.Load())
+	}
+}
+
+// A body goes to an HTTPS upstream as to a plain one, and the buffer
+// serves the next request.
+func TestFastPathBodyToHTTPSUpstream(t *testing.T) {
+	var mu sync.Mutex
+	var bodies []string
+	srv := httptestTLS(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		mu.Lock()
+		bodies = append(bodies, string(b))
+		mu.Unlock()
+		io.WriteString(w, "tls")
+	}))
+	up := discovery.Upstream{Addr: srv.Listener.Addr().String(), TLS: true, Weight: 1}
+	p := newTestProxy(t, Options{Transport: TransportOptions{TLS: tlsClientFor(srv)}}, up)
+	addr, cfg, cs := fastFront(t, p, ConnOptions{})
+	rc := dialRaw(t, addr, cfg)
+	for _, s := range []string{"first", "second"} {
+		rc.send(fmt.Sprintf("POST / HTTP/1.1\r\nHost: app.test\r\nContent-Length: %d\r\n\r\n%s", len(s), s))
+		if resp, body := rc.read("POST"); resp.StatusCode != 200 || body != "tls" {
+			t.Fatalf("POST %s: got %d %q", s, resp.StatusCode, body)
+		}
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if fmt.Sprint(bodies) != "[first second]" || cs.open() != 1 {
+		t.Errorf("HTTPS upstream got %q, %d fast-path connections; want first and second on the fast path", bodies, cs.open())
+	}
+}
