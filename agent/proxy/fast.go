@@ -290,25 +290,24 @@ func (c *fastConn) serveRequest(r *http.Request, fr fastRequest, hsts []string) 
 	p.initState(st, c.ctx, ew, r)
 	st.respBuf = &c.resp
 	defer p.handlerDone(st)
-	closeAfter := fr.close
 	if n := fr.contentLength; n > 0 {
-		r.Body = &c.body
-		if limit := st.opts.MaxBodyBytes; limit > 0 && n > limit {
-			// admit answers 413; the body is not read, so the
-			// connection ends after the answer.
-			closeAfter = true
-		} else if err := c.readBody(n, st.opts.ClientBodyTimeout); err != nil {
+		// Read whole even when it is refused below (a body over
+		// max_body_bytes, a blocked path): at most fastMaxBody, and the
+		// connection can carry the next request. Closing it with the body
+		// unread could reset it before the client read the answer.
+		if err := c.readBody(n, st.opts.ClientBodyTimeout); err != nil {
 			if !errors.As(err, new(*bodyTimeoutError)) {
 				return false // the client went away or broke the stream
 			}
 			p.errorHandlerWith(&st.rec, r, st, &clientBodyError{err: err}, st.opts)
-			delete(ew.h, "Connection") // written by closeAfter
+			delete(ew.h, "Connection") // writeAnswer writes it
 			c.writeAnswer(st, ew, hsts, true)
 			return false
 		}
+		r.Body = &c.body
 	}
 	if !p.admit(st, r, c.peer, fr.xff) {
-		return c.writeAnswer(st, ew, hsts, closeAfter) && !closeAfter
+		return c.writeAnswer(st, ew, hsts, fr.close)
 	}
 	st.setForwarded(r.Header, r.Host, st.opts)
 	c.startWatch()
@@ -319,12 +318,12 @@ func (c *fastConn) serveRequest(r *http.Request, fr fastRequest, hsts []string) 
 			return false // the client went away
 		}
 		p.errorHandlerWith(&st.rec, r, st, err, st.opts)
-		return c.writeAnswer(st, ew, hsts, closeAfter) && !closeAfter
+		return c.writeAnswer(st, ew, hsts, fr.close)
 	}
 	st.setStickyCookie(resp.Header)
 	st.opts.Compression.apply(r, resp, st.opts.Metrics)
 	defer resp.Body.Close()
-	return c.writeResponse(st, r, resp, hsts, closeAfter) && !closeAfter
+	return c.writeResponse(st, r, resp, hsts, fr.close)
 }
 
 // readBody reads a request body of n bytes, at most fastMaxBody, into
