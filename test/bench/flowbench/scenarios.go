@@ -65,7 +65,14 @@ var scenarios = []*scenario{
 		id: "h2-1k", title: "HTTP/2, 1 KiB responses, 16 connections x 10 streams (h2load)",
 		unit: "req/s", higher: true, minBytes: 1024,
 		load: func(ctx context.Context, b *bench, p *peer, d time.Duration) (loadResult, error) {
-			return runH2load(ctx, b.dir, "https://"+p.addr()+"/bytes?n=1024", 16, 10, d)
+			return runH2load(ctx, b.dir, "https://"+p.addr()+"/bytes?n=1024", 16, 10, d, 0)
+		},
+	},
+	{
+		id: "h2-post-1k", title: "HTTP/2, 1 KiB JSON POSTs, 1 KiB responses, 16 connections x 10 streams (h2load)",
+		unit: "req/s", higher: true, minBytes: 1024,
+		load: func(ctx context.Context, b *bench, p *peer, d time.Duration) (loadResult, error) {
+			return runH2load(ctx, b.dir, "https://"+p.addr()+"/bytes?n=1024", 16, 10, d, 1024)
 		},
 	},
 	{

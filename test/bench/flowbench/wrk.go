@@ -180,13 +180,27 @@ func parseWrk(out []byte) (wrkResult, error) {
 
 // runH2load runs h2load with one thread on the load core; latencies come
 // from its per-request log.
-func runH2load(ctx context.Context, dir, url string, conns, streams int, d time.Duration) (loadResult, error) {
+//
+// With postBytes above zero every request is a POST of that many bytes of
+// JSON.
+func runH2load(ctx context.Context, dir, url string, conns, streams int, d time.Duration, postBytes int) (loadResult, error) {
 	logFile := filepath.Join(dir, "h2load.log")
 	os.Remove(logFile)
 	defer os.Remove(logFile)
-	out, err := exec.CommandContext(ctx, "taskset", "-c", loadCore, "h2load",
-		"-t1", "-c", strconv.Itoa(conns), "-m", strconv.Itoa(streams),
-		"-D", strconv.Itoa(wholeSeconds(d)), "--log-file", logFile, url).CombinedOutput()
+	args := []string{"-c", loadCore, "h2load", "-t1", "-c", strconv.Itoa(conns), "-m", strconv.Itoa(streams),
+		"-D", strconv.Itoa(wholeSeconds(d)), "--log-file", logFile}
+	if postBytes > 0 {
+		if postBytes < 10 {
+			return loadResult{}, fmt.Errorf("h2load: a POST body of %d bytes; want at least 10", postBytes)
+		}
+		data := filepath.Join(dir, fmt.Sprintf("h2load-post-%d.json", postBytes))
+		body := `{"pad":"` + strings.Repeat("x", postBytes-10) + `"}`
+		if err := os.WriteFile(data, []byte(body), 0o600); err != nil {
+			return loadResult{}, err
+		}
+		args = append(args, "-d", data, "-H", "content-type: application/json")
+	}
+	out, err := exec.CommandContext(ctx, "taskset", append(args, url)...).CombinedOutput()
 	if err != nil {
 		return loadResult{}, fmt.Errorf("h2load %s: %w: %s", url, err, lastLines(out, 5))
 	}
