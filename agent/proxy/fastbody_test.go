@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -287,5 +288,44 @@ func TestFastPathBodyToHTTPSUpstream(t *testing.T) {
 	defer mu.Unlock()
 	if fmt.Sprint(bodies) != "[first second]" || cs.open() != 1 {
 		t.Errorf("HTTPS upstream got %q, %d fast-path connections; want first and second on the fast path", bodies, cs.open())
+	}
+}
+
+// Off the fast path too (HTTP/2, or an HTTP/1.1 connection net/http
+// serves), a small body is read whole first and goes upstream on the
+// plain-HTTP transport with the length flowgate writes; a larger one
+// streams through net/http's transport as before.
+func TestSmallBodiesReadWhole(t *testing.T) {
+	for _, proto := range []string{"HTTP/1.1", "HTTP/2"} {
+		t.Run(proto, func(t *testing.T) {
+			up, seen := recordingUpstream(t)
+			p := newTestProxy(t, Options{}, up)
+			var url string
+			var c *http.Client
+			if proto == "HTTP/2" {
+				srv := httptest.NewUnstartedServer(p)
+				srv.EnableHTTP2 = true
+				srv.StartTLS()
+				t.Cleanup(srv.Close)
+				url, c = srv.URL, srv.Client()
+			} else {
+				url, c = front(t, p)
+			}
+			small := strings.Repeat("s", fastMaxBody)
+			large := strings.Repeat("l", fastMaxBody+1)
+			for _, body := range []string{small, small, large} {
+				req, _ := http.NewRequest(http.MethodPost, url+"/q", strings.NewReader(body))
+				if status, got, _ := do(t, c, req); status != 200 || got != "ok" {
+					t.Fatalf("POST of %d bytes: got %d %q", len(body), status, got)
+				}
+			}
+			want := []string{"POST /q length=16384 body=" + small, "POST /q length=16384 body=" + small, "POST /q length=16385 body=" + large}
+			if got := seen(); fmt.Sprint(got) != fmt.Sprint(want) {
+				t.Errorf("the upstream saw %d requests (%.60q...); want 2 of 16384 bytes and 1 of 16385", len(got), got)
+			}
+			if got := h1Of(t, p, up).idleConns(); got != 1 {
+				t.Errorf("idle connections of the plain-HTTP transport: %d; want 1 (the small bodies went through it)", got)
+			}
+		})
 	}
 }

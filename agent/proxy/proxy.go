@@ -513,11 +513,12 @@ type requestState struct {
 	websocket bool
 	tried     []*upstream
 	upstream  *upstream      // the upstream that answered
-	body      *retryableBody // the request body (&reqBody); nil without one
+	body      *retryableBody // the request body (&reqBody); nil without one, or once read whole into buffered
 	triedBuf  [3]*upstream
 	fwd       [5]string // X-Forwarded-* values; the outbound header points here
 	requestID [1]string // Options.RequestIDHeader's value; "" without one
 	reqBody   retryableBody
+	buffered  bufferedBody // a small body read whole (ServeHTTP)
 	respBody  countedBody
 	// respBuf, when set, is where the upstream's response is built: the
 	// fast path's connection reuses it for each of its requests.
@@ -574,6 +575,22 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		st.body = &st.reqBody
 		r.Body = st.body
 		defer st.body.closed.Store(true)
+		if n := r.ContentLength; n > 0 && n <= fastMaxBody {
+			// A small body is read whole first, as on the fast path and
+			// as NGINX buffers one: the request then goes upstream in one
+			// write on the plain-HTTP transport, rather than through
+			// http.Transport's goroutines, and can go to another upstream
+			// if the first cannot be reached.
+			buf := bodyBufs.Get().(*[fastMaxBody]byte)
+			defer bodyBufs.Put(buf)
+			if _, err := io.ReadFull(st.body, buf[:n]); err != nil {
+				p.errorHandlerWith(&st.rec, r, st, &clientBodyError{err: err}, st.opts)
+				return
+			}
+			st.buffered = bufferedBody{b: buf[:n]}
+			st.body = nil
+			r.Body = &st.buffered
+		}
 	}
 	if d := st.opts.SendTimeout; d > 0 {
 		st.rec.sendTimeout = d
@@ -858,11 +875,16 @@ func (rt roundTripper) roundTrip(st *requestState, req *http.Request) (*http.Res
 		req.URL.Host = u.up.Addr
 		u.inflight.Add(1)
 		u.requests.Add(1)
-		if st.body != nil && req.Body != nil {
+		switch {
+		case st.body != nil && req.Body != nil:
 			// httputil.ReverseProxy hands us the body in a wrapper that
 			// refuses reads once a failed attempt has closed it; every
 			// attempt gets the body itself, whose Close does nothing.
 			req.Body = st.body
+		case st.buffered.b != nil && req.Body != nil:
+			// The same for a body read whole, which the plain-HTTP
+			// transport then recognizes.
+			req.Body = &st.buffered
 		}
 		var resp *http.Response
 		var err error
