@@ -97,7 +97,7 @@ type fastConn struct {
 	// body is the request's body, read whole into bodyBuf (readBody),
 	// which is held only while a request with a body is served.
 	body    bufferedBody
-	bodyBuf *[fastMaxBody]byte
+	bodyBuf *[]byte
 
 	// mu orders the connection's idle state and read deadline against
 	// Shutdown, and the client watch's start against its stop.
@@ -290,11 +290,22 @@ func (c *fastConn) serveRequest(r *http.Request, fr fastRequest, hsts []string) 
 	p.initState(st, c.ctx, ew, r)
 	st.respBuf = &c.resp
 	defer p.handlerDone(st)
-	if n := fr.contentLength; n > 0 {
-		// Read whole even when it is refused below (a body over
-		// max_body_bytes, a blocked path): at most fastMaxBody, and the
-		// connection can carry the next request. Closing it with the body
+	n := fr.contentLength
+	if n > 0 {
+		r.Body = &c.body // read below; admit needs to know there is one
+	}
+	if !p.admit(st, r, c.peer, fr.xff) {
+		// A body goes with its refusal (a body over max_body_bytes, a
+		// blocked path): read and dropped, at most fastMaxBody, so that the
+		// connection carries the next request. Closing it with the body
 		// unread could reset it before the client read the answer.
+		if n > 0 && c.readBody(n, st.opts.ClientBodyTimeout) != nil {
+			c.writeAnswer(st, ew, hsts, true)
+			return false
+		}
+		return c.writeAnswer(st, ew, hsts, fr.close)
+	}
+	if n > 0 {
 		if err := c.readBody(n, st.opts.ClientBodyTimeout); err != nil {
 			if !errors.As(err, new(*bodyTimeoutError)) {
 				return false // the client went away or broke the stream
@@ -304,10 +315,6 @@ func (c *fastConn) serveRequest(r *http.Request, fr fastRequest, hsts []string) 
 			c.writeAnswer(st, ew, hsts, true)
 			return false
 		}
-		r.Body = &c.body
-	}
-	if !p.admit(st, r, c.peer, fr.xff) {
-		return c.writeAnswer(st, ew, hsts, fr.close)
 	}
 	st.setForwarded(r.Header, r.Host, st.opts)
 	c.startWatch()
@@ -330,10 +337,13 @@ func (c *fastConn) serveRequest(r *http.Request, fr fastRequest, hsts []string) 
 // c.body. With a timeout, each wait for more of it may take that long
 // (NGINX's client_body_timeout); a *bodyTimeoutError says it did not.
 func (c *fastConn) readBody(n int64, timeout time.Duration) error {
-	if c.bodyBuf == nil {
-		c.bodyBuf = bodyBufs.Get().(*[fastMaxBody]byte)
+	if c.bodyBuf == nil || int64(len(*c.bodyBuf)) < n {
+		if c.bodyBuf != nil {
+			putBodyBuf(c.bodyBuf)
+		}
+		c.bodyBuf = getBodyBuf(n)
 	}
-	buf := c.bodyBuf[:n]
+	buf := (*c.bodyBuf)[:n]
 	for got := 0; got < len(buf); {
 		if c.br.Buffered() == 0 {
 			c.mu.Lock()
@@ -359,13 +369,37 @@ func (c *fastConn) readBody(n int64, timeout time.Duration) error {
 func (c *fastConn) releaseBody() {
 	c.body = bufferedBody{}
 	if c.bodyBuf != nil {
-		bodyBufs.Put(c.bodyBuf)
+		putBodyBuf(c.bodyBuf)
 		c.bodyBuf = nil
 	}
 }
 
-// bodyBufs hold the bodies of fast-path requests while they are served.
-var bodyBufs = sync.Pool{New: func() any { return new([fastMaxBody]byte) }}
+// smallBody is the smaller size of body buffer: most REST bodies fit, and
+// a request holds its buffer for as long as its upstream takes.
+const smallBody = 2 << 10
+
+// bodyBufs hold the bodies read whole while their requests are served,
+// in two sizes: smallBody and fastMaxBody.
+var bodyBufs = [2]sync.Pool{
+	{New: func() any { b := make([]byte, smallBody); return &b }},
+	{New: func() any { b := make([]byte, fastMaxBody); return &b }},
+}
+
+// getBodyBuf returns a buffer for a body of n bytes, at most fastMaxBody.
+func getBodyBuf(n int64) *[]byte {
+	if n <= smallBody {
+		return bodyBufs[0].Get().(*[]byte)
+	}
+	return bodyBufs[1].Get().(*[]byte)
+}
+
+func putBodyBuf(b *[]byte) {
+	if len(*b) == smallBody {
+		bodyBufs[0].Put(b)
+	} else {
+		bodyBufs[1].Put(b)
+	}
+}
 
 // bufferedBody is a request body read whole (fastConn.readBody). The
 // upstream transport for plain HTTP (h1Transport) writes its bytes after

@@ -2,15 +2,18 @@ package proxy
 
 import (
 	"bufio"
+	"bytes"
 	"crypto/tls"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -327,5 +330,109 @@ func TestSmallBodiesReadWhole(t *testing.T) {
 				t.Errorf("idle connections of the plain-HTTP transport: %d; want 1 (the small bodies went through it)", got)
 			}
 		})
+	}
+}
+
+// A body's failures are answered and logged after the request's client
+// and ID are known: the 408 carries the ID, and the access log names the
+// client of a stalled body and of one whose client went away.
+func TestFastPathBodyFailuresLogged(t *testing.T) {
+	const timeout = 200 * time.Millisecond
+	b := newBackend(t, "a", nil)
+	var logs lockedBuffer
+	p := newTestProxy(t, Options{ClientBodyTimeout: timeout, RequestIDHeader: "X-Request-Id",
+		AccessLog: slog.New(slog.NewJSONHandler(&logs, nil))}, b.upstream())
+	addr, cfg, _ := fastFront(t, p, ConnOptions{})
+
+	rc := dialRaw(t, addr, cfg)
+	rc.send("POST /stalled HTTP/1.1\r\nHost: app.test\r\nContent-Length: 50\r\n\r\nhello")
+	resp, _ := rc.read("POST")
+	if id := resp.Header.Get("X-Request-Id"); resp.StatusCode != http.StatusRequestTimeout || len(id) != 32 {
+		t.Errorf("stalled body: got %d with X-Request-Id %q; want 408 with an ID", resp.StatusCode, id)
+	}
+	rc = dialRaw(t, addr, cfg)
+	rc.send("POST /gone HTTP/1.1\r\nHost: app.test\r\nContent-Length: 50\r\n\r\nhalf")
+	time.Sleep(50 * time.Millisecond)
+	rc.c.Close()
+	var lines []string
+	poll(t, func() bool {
+		lines = strings.Split(strings.TrimSpace(logs.String()), "\n")
+		return len(lines) == 2
+	})
+	for i, want := range []string{`"path":"/stalled"`, `"path":"/gone"`} {
+		if !strings.Contains(lines[i], want) || !strings.Contains(lines[i], `"client":"127.0.0.1"`) || !strings.Contains(lines[i], `"request_id":"`) {
+			t.Errorf("access log line %d: %s; want %s with the client and its request ID", i, lines[i], want)
+		}
+	}
+	if !strings.Contains(lines[0], `"status":408`) || !strings.Contains(lines[1], `"status":499`) {
+		t.Errorf("access log statuses: %s / %s; want 408 and 499", lines[0], lines[1])
+	}
+}
+
+// A POST of which part went out on a pooled connection before the write
+// failed may have been acted on: it is not sent again. Small socket
+// buffers make its 16 KiB go out in several writes; the upstream takes
+// the head, acts, and resets the connection.
+func TestH1PartialWriteNotResent(t *testing.T) {
+	smallBuf := func(opt int, size int) func(string, string, syscall.RawConn) error {
+		return func(_, _ string, c syscall.RawConn) error {
+			return c.Control(func(fd uintptr) { syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, opt, size) })
+		}
+	}
+	lc := net.ListenConfig{Control: smallBuf(syscall.SO_RCVBUF, 1024)}
+	ln, err := lc.Listen(t.Context(), "tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	var posts atomic.Int64
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				br := bufio.NewReaderSize(c, 1024)
+				for {
+					req, err := http.ReadRequest(br)
+					if err != nil {
+						return
+					}
+					if req.Method == http.MethodPost {
+						posts.Add(1)
+						time.Sleep(200 * time.Millisecond)
+						c.(*net.TCPConn).SetLinger(0) // RST
+						return
+					}
+					io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+				}
+			}()
+		}
+	}()
+	addr := ln.Addr().String()
+	tr := newH1Transport(addr, nil, TransportOptions{ResponseHeaderTimeout: time.Minute, IdleConnTimeout: time.Minute, MaxIdleConnsPerHost: 4}, time.Now)
+	tr.dialer.Control = smallBuf(syscall.SO_SNDBUF, 2048)
+	defer tr.CloseIdleConnections()
+	req, _ := http.NewRequestWithContext(t.Context(), http.MethodGet, "http://"+addr+"/warm", nil)
+	resp, err := tr.RoundTrip(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	if tr.idleConns() != 1 {
+		t.Fatalf("idle connections after the warm-up: %d; want 1", tr.idleConns())
+	}
+	body := &bufferedBody{b: bytes.Repeat([]byte("x"), fastMaxBody)}
+	req, _ = http.NewRequestWithContext(t.Context(), http.MethodPost, "http://"+addr+"/act", nil)
+	req.Body, req.ContentLength = body, int64(len(body.b))
+	if _, err := tr.RoundTrip(req); err == nil {
+		t.Error("POST to an upstream that reset: no error")
+	}
+	time.Sleep(300 * time.Millisecond) // a second one would have come by now
+	if got := posts.Load(); got != 1 {
+		t.Errorf("the upstream got the POST %d times; want once", got)
 	}
 }

@@ -30,9 +30,13 @@ import (
 // and hands the connection back once the body is read; a context watch
 // unblocks it when the client goes away.
 //
-// Requests with a body stay on http.Transport, whose concurrent writer lets
-// an upstream answer (413, 401) before it has read the whole body; so do
-// upgrades, which have their own transport.
+// A request with a body comes here only when the body was read whole
+// first and is at most fastMaxBody (bufferedBody): it goes out with the
+// head in one write that the socket buffers take, so an upstream that
+// answers early (413, 401) cannot leave the write hanging. Streamed bodies
+// stay on http.Transport, whose concurrent writer lets such an upstream
+// answer before it has read them; so do upgrades, which have their own
+// transport.
 type h1Transport struct {
 	addr      string
 	tlsConfig *tls.Config // nil: plain TCP
@@ -78,8 +82,8 @@ func newH1Transport(u string, tlsConfig *tls.Config, o TransportOptions, now fun
 	}
 }
 
-// canCarry reports whether req is one h1Transport takes: no body and no
-// upgrade.
+// canCarry reports whether req is one h1Transport takes: no body or one
+// read whole, and no upgrade.
 func canCarry(req *http.Request) bool {
 	switch req.Body.(type) {
 	case nil, *bufferedBody:
@@ -308,9 +312,22 @@ type h1Conn struct {
 	rdl keptDeadline
 
 	// Per request.
+	w         countingWriter  // what the request is written to: nc, counted
 	ctx       context.Context // the request's; its end expires the deadlines
 	got       int64           // bytes read since the request was written
 	headLimit int64           // bytes the response head may still take; < 0 once it is read
+}
+
+// countingWriter counts the bytes its writer took.
+type countingWriter struct {
+	w io.Writer
+	n int64
+}
+
+func (w *countingWriter) Write(p []byte) (int, error) {
+	n, err := w.w.Write(p)
+	w.n += int64(n)
+	return n, err
 }
 
 // aLongTimeAgo is a deadline that makes every blocked read or write on a
@@ -365,7 +382,8 @@ func (c *h1Conn) roundTrip(req *http.Request, rb *responseBuf) (*http.Response, 
 	c.br = h1Readers.Get().(*bufio.Reader)
 	c.br.Reset(c)
 	bw := h1Writers.Get().(*bufio.Writer)
-	bw.Reset(c.nc)
+	c.w = countingWriter{w: c.nc}
+	bw.Reset(&c.w)
 	if c.pc != nil {
 		c.pc.hold(c.reused) // the request goes out within the first read of the response
 	}
@@ -376,7 +394,9 @@ func (c *h1Conn) roundTrip(req *http.Request, rb *responseBuf) (*http.Response, 
 	bw.Reset(nil)
 	h1Writers.Put(bw)
 	if err != nil {
-		return fail(&staleConnError{err: err, unsent: true})
+		// Once any of it went out the upstream may have acted on it: only
+		// an idempotent request is sent again.
+		return fail(&staleConnError{err: err, unsent: c.w.n == 0})
 	}
 	c.ctx = ctx
 	if err := c.renewReadDeadline(ctx, c.headTimeout()); err != nil {
@@ -386,7 +406,7 @@ func (c *h1Conn) roundTrip(req *http.Request, rb *responseBuf) (*http.Response, 
 	if err != nil {
 		var held *heldWriteError
 		if errors.As(err, &held) {
-			err = &staleConnError{err: held.err, unsent: true}
+			err = &staleConnError{err: held.err, unsent: !held.sent}
 		} else if c.got == 0 && (errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, syscall.ECONNRESET)) {
 			err = &staleConnError{err: err}
 		}

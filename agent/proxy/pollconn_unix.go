@@ -113,10 +113,10 @@ func (c *pollConn) Read(p []byte) (int, error) {
 	c.release()
 	switch {
 	case werr == errIdleConnUnusable:
-		c.failed = &heldWriteError{werr}
+		c.failed = &heldWriteError{err: werr}
 		return 0, c.failed
 	case werr != nil:
-		c.failed = &heldWriteError{c.opError("write", os.NewSyscallError("write", werr))}
+		c.failed = &heldWriteError{err: c.opError("write", os.NewSyscallError("write", werr)), sent: sent}
 		return 0, c.failed
 	case err != nil && !sent:
 		// The read could not start (a deadline passed, or the connection
@@ -125,8 +125,8 @@ func (c *pollConn) Read(p []byte) (int, error) {
 	case len(rest) > 0:
 		// The socket took only part: send the rest as any write, then
 		// read as any read.
-		if _, err := c.Conn.Write(rest); err != nil {
-			c.failed = &heldWriteError{err}
+		if n, err := c.Conn.Write(rest); err != nil {
+			c.failed = &heldWriteError{err: err, sent: sent || n > 0}
 			return 0, c.failed
 		}
 		return c.Conn.Read(p)

@@ -581,13 +581,13 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			// write on the plain-HTTP transport, rather than through
 			// http.Transport's goroutines, and can go to another upstream
 			// if the first cannot be reached.
-			buf := bodyBufs.Get().(*[fastMaxBody]byte)
-			defer bodyBufs.Put(buf)
-			if _, err := io.ReadFull(st.body, buf[:n]); err != nil {
+			buf := getBodyBuf(n)
+			defer putBodyBuf(buf)
+			if _, err := io.ReadFull(st.body, (*buf)[:n]); err != nil {
 				p.errorHandlerWith(&st.rec, r, st, &clientBodyError{err: err}, st.opts)
 				return
 			}
-			st.buffered = bufferedBody{b: buf[:n]}
+			st.buffered = bufferedBody{b: (*buf)[:n]}
 			st.body = nil
 			r.Body = &st.buffered
 		}
