@@ -436,3 +436,51 @@ func TestH1PartialWriteNotResent(t *testing.T) {
 		t.Errorf("the upstream got the POST %d times; want once", got)
 	}
 }
+
+// A request that may have reached the upstream on a pooled connection,
+// whose second try on a new connection cannot connect, fails as sent,
+// not as a connect failure: the caller must not send it to another
+// upstream as one that never went out.
+func TestH1StaleThenRefusedIsNoConnectError(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		br := bufio.NewReader(c)
+		for i := 0; ; i++ {
+			if _, err := http.ReadRequest(br); err != nil {
+				return
+			}
+			if i == 1 {
+				ln.Close() // the new connection is refused
+				return     // and this one closes unanswered
+			}
+			io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+		}
+	}()
+	addr := ln.Addr().String()
+	tr := newH1Transport(addr, nil, TransportOptions{ResponseHeaderTimeout: time.Minute, IdleConnTimeout: time.Minute, MaxIdleConnsPerHost: 4}, time.Now)
+	defer tr.CloseIdleConnections()
+	for i := range 2 {
+		req, _ := http.NewRequestWithContext(t.Context(), http.MethodGet, "http://"+addr+"/x", nil)
+		resp, err := tr.RoundTrip(req)
+		if i == 0 {
+			if err != nil {
+				t.Fatal(err)
+			}
+			io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			continue
+		}
+		if err == nil || isConnectError(err) {
+			t.Errorf("GET sent on a pooled connection that closed, then refused a new one: error %v; want one that is no connect failure", err)
+		}
+	}
+}

@@ -108,9 +108,16 @@ func (t *h1Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 // parseSimpleResponse) and now, the time on the transport's clock that
 // the request started, to judge idle connections by.
 func (t *h1Transport) roundTrip(req *http.Request, rb *responseBuf, now time.Time) (*http.Response, error) {
+	var sent error // the failure of an attempt that may have reached the upstream
 	for fresh := false; ; fresh = true {
 		c, err := t.get(req.Context(), fresh, now)
 		if err != nil {
+			if sent != nil {
+				// Not a connect failure to the caller, which would send
+				// the request to another upstream as one that never went
+				// out.
+				return nil, sent
+			}
 			return nil, err
 		}
 		resp, err := c.roundTrip(req, rb)
@@ -120,6 +127,9 @@ func (t *h1Transport) roundTrip(req *http.Request, rb *responseBuf, now time.Tim
 		var stale *staleConnError
 		if !c.reused || !errors.As(err, &stale) || !(stale.unsent || idempotent(req)) || req.Context().Err() != nil {
 			return nil, err
+		}
+		if !stale.unsent {
+			sent = err
 		}
 		// Once more, on a new connection: the pool may hold more that the
 		// upstream closed at the same time.
