@@ -4,7 +4,6 @@ import (
 	"errors"
 	"io"
 	"net/http"
-	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
@@ -20,17 +19,7 @@ func TestClientBodyTimeout(t *testing.T) {
 		t.Run(proto, func(t *testing.T) {
 			a := newBackend(t, "a", nil)
 			p := newTestProxy(t, Options{ClientBodyTimeout: timeout, MaxFails: 1, FailTimeout: time.Minute}, a.upstream())
-			var url string
-			var c *http.Client
-			if proto == "HTTP/2" {
-				srv := httptest.NewUnstartedServer(p)
-				srv.EnableHTTP2 = true
-				srv.StartTLS()
-				t.Cleanup(srv.Close)
-				url, c = srv.URL, srv.Client()
-			} else {
-				url, c = front(t, p)
-			}
+			url, c := frontProto(t, p, proto)
 
 			// Stalls after 5 of 100 bytes.
 			pr, pw := io.Pipe()

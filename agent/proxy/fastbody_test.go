@@ -9,7 +9,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"net/http/httptest"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -303,17 +302,7 @@ func TestSmallBodiesReadWhole(t *testing.T) {
 		t.Run(proto, func(t *testing.T) {
 			up, seen := recordingUpstream(t)
 			p := newTestProxy(t, Options{}, up)
-			var url string
-			var c *http.Client
-			if proto == "HTTP/2" {
-				srv := httptest.NewUnstartedServer(p)
-				srv.EnableHTTP2 = true
-				srv.StartTLS()
-				t.Cleanup(srv.Close)
-				url, c = srv.URL, srv.Client()
-			} else {
-				url, c = front(t, p)
-			}
+			url, c := frontProto(t, p, proto)
 			small := strings.Repeat("s", fastMaxBody)
 			large := strings.Repeat("l", fastMaxBody+1)
 			for _, body := range []string{small, small, large} {

@@ -138,6 +138,20 @@ func newTestProxy(t *testing.T, opts Options, ups ...discovery.Upstream) *Proxy 
 	return p
 }
 
+// frontProto is front for proto "HTTP/1.1", and for "HTTP/2" a TLS front
+// whose client speaks HTTP/2.
+func frontProto(t *testing.T, h http.Handler, proto string) (string, *http.Client) {
+	t.Helper()
+	if proto != "HTTP/2" {
+		return front(t, h)
+	}
+	srv := httptest.NewUnstartedServer(h)
+	srv.EnableHTTP2 = true
+	srv.StartTLS()
+	t.Cleanup(srv.Close)
+	return srv.URL, srv.Client()
+}
+
 // front serves the proxy on a real loopback listener and returns its URL and
 // a client with its own connection pool.
 func front(t *testing.T, h http.Handler) (string, *http.Client) {
