@@ -63,6 +63,30 @@ func TestFastPathBodies(t *testing.T) {
 	}
 }
 
+// serveEach serves ln's connections, each request read off one (through a
+// read buffer of bufSize) handed to handle, until ln closes; handle
+// returns false to close the request's connection.
+func serveEach(ln net.Listener, bufSize int, handle func(c net.Conn, req *http.Request) bool) {
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				br := bufio.NewReaderSize(c, bufSize)
+				for {
+					req, err := http.ReadRequest(br)
+					if err != nil || !handle(c, req) {
+						return
+					}
+				}
+			}()
+		}
+	}()
+}
+
 // recordingUpstream is an upstream that records each request exactly as it came
 // off the wire, head and body, and answers "ok".
 func recordingUpstream(t *testing.T) (discovery.Upstream, func() []string) {
@@ -73,37 +97,22 @@ func recordingUpstream(t *testing.T) (discovery.Upstream, func() []string) {
 	}
 	t.Cleanup(func() { ln.Close() })
 	reqs := make(chan string, 100)
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
+	serveEach(ln, 4<<10, func(c net.Conn, req *http.Request) bool {
+		body, _ := io.ReadAll(req.Body)
+		var head strings.Builder
+		fmt.Fprintf(&head, "%s %s", req.Method, req.RequestURI)
+		if req.ContentLength >= 0 && len(req.TransferEncoding) == 0 {
+			if _, ok := req.Header["Content-Length"]; ok || req.ContentLength > 0 {
+				fmt.Fprintf(&head, " length=%d", req.ContentLength)
 			}
-			go func() {
-				defer c.Close()
-				br := bufio.NewReader(c)
-				for {
-					req, err := http.ReadRequest(br)
-					if err != nil {
-						return
-					}
-					body, _ := io.ReadAll(req.Body)
-					var head strings.Builder
-					fmt.Fprintf(&head, "%s %s", req.Method, req.RequestURI)
-					if req.ContentLength >= 0 && len(req.TransferEncoding) == 0 {
-						if _, ok := req.Header["Content-Length"]; ok || req.ContentLength > 0 {
-							fmt.Fprintf(&head, " length=%d", req.ContentLength)
-						}
-					}
-					if len(req.TransferEncoding) > 0 {
-						fmt.Fprintf(&head, " te=%v", req.TransferEncoding)
-					}
-					reqs <- head.String() + " body=" + string(body)
-					io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
-				}
-			}()
 		}
-	}()
+		if len(req.TransferEncoding) > 0 {
+			fmt.Fprintf(&head, " te=%v", req.TransferEncoding)
+		}
+		reqs <- head.String() + " body=" + string(body)
+		io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+		return true
+	})
 	seen := func() []string {
 		var out []string
 		for {
@@ -375,31 +384,16 @@ func TestH1PartialWriteNotResent(t *testing.T) {
 	}
 	t.Cleanup(func() { ln.Close() })
 	var posts atomic.Int64
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				br := bufio.NewReaderSize(c, 1024)
-				for {
-					req, err := http.ReadRequest(br)
-					if err != nil {
-						return
-					}
-					if req.Method == http.MethodPost {
-						posts.Add(1)
-						time.Sleep(200 * time.Millisecond)
-						c.(*net.TCPConn).SetLinger(0) // RST
-						return
-					}
-					io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
-				}
-			}()
+	serveEach(ln, 1024, func(c net.Conn, req *http.Request) bool {
+		if req.Method == http.MethodPost {
+			posts.Add(1)
+			time.Sleep(200 * time.Millisecond)
+			c.(*net.TCPConn).SetLinger(0) // RST
+			return false
 		}
-	}()
+		io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+		return true
+	})
 	addr := ln.Addr().String()
 	tr := newH1Transport(addr, nil, TransportOptions{ResponseHeaderTimeout: time.Minute, IdleConnTimeout: time.Minute, MaxIdleConnsPerHost: 4}, time.Now)
 	tr.dialer.Control = smallBuf(syscall.SO_SNDBUF, 2048)
