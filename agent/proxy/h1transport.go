@@ -472,6 +472,10 @@ func writeRequest(bw *bufio.Writer, req *http.Request) error {
 		switch k {
 		case "Host", "Content-Length", "Transfer-Encoding", "Trailer":
 			continue
+		case "Expect":
+			// The body, if any, goes with the head: there is nothing to
+			// wait for (net/http's server answered the client's 100).
+			continue
 		}
 		if !validFieldName(k) {
 			continue
