@@ -479,3 +479,47 @@ func TestH1StaleThenRefusedIsNoConnectError(t *testing.T) {
 		}
 	}
 }
+
+// A POST whose first HTTPS upstream fails the TLS handshake goes to
+// another: nothing of it went out.
+func TestBodyRetriedAfterFailedHandshake(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			c.Close() // no TLS here
+		}
+	}()
+	var mu sync.Mutex
+	var bodies []string
+	good := httptestTLS(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		mu.Lock()
+		bodies = append(bodies, string(b))
+		mu.Unlock()
+		io.WriteString(w, "good")
+	}))
+	bad := discovery.Upstream{Addr: ln.Addr().String(), TLS: true, Weight: 1}
+	up := discovery.Upstream{Addr: good.Listener.Addr().String(), TLS: true, Weight: 1}
+	p := newTestProxy(t, Options{Transport: TransportOptions{TLS: tlsClientFor(good)}, MaxFails: 10}, bad, up)
+	addr, cfg, _ := fastFront(t, p, ConnOptions{})
+	rc := dialRaw(t, addr, cfg)
+	for i := range 2 { // round robin: one of the two starts at the bad node
+		rc.send(fmt.Sprintf("POST /submit HTTP/1.1\r\nHost: app.test\r\nContent-Length: 6\r\n\r\nform=%d", i))
+		if resp, body := rc.read("POST"); resp.StatusCode != 200 || body != "good" {
+			t.Fatalf("POST %d: got %d %q; want the good node's answer", i, resp.StatusCode, body)
+		}
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if fmt.Sprint(bodies) != "[form=0 form=1]" {
+		t.Errorf("the good node got %q; want both bodies", bodies)
+	}
+}

@@ -219,10 +219,20 @@ func dialUpstream(ctx context.Context, d *net.Dialer, addr string, tlsConfig *tl
 	tc := tls.Client(nc, tlsConfig)
 	if err := tc.HandshakeContext(ctx); err != nil {
 		nc.Close()
-		return nil, fmt.Errorf("TLS handshake with %s: %w", addr, err)
+		return nil, &handshakeError{addr: addr, err: err}
 	}
 	return tc, nil
 }
+
+// handshakeError is a failed TLS handshake with an upstream: nothing of
+// the request went out, so any request may go to another upstream.
+type handshakeError struct {
+	addr string
+	err  error
+}
+
+func (e *handshakeError) Error() string { return "TLS handshake with " + e.addr + ": " + e.err.Error() }
+func (e *handshakeError) Unwrap() error { return e.err }
 
 // put pools a connection whose response was read to the end, or closes it
 // when the pool is full.

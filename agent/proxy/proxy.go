@@ -854,9 +854,10 @@ func (rt roundTripper) roundTrip(st *requestState, req *http.Request) (*http.Res
 	connectFailures := 0
 	for attempt := 0; attempt < o.MaxAttempts; attempt++ {
 		// The first attempt starts with the request; a retry reads the
-		// clock.
+		// clock, and so does a request whose body was read first, which
+		// may have taken long.
 		now := st.start
-		if attempt > 0 {
+		if attempt > 0 || req.Body != nil && req.Body != http.NoBody {
 			now = p.now()
 		}
 		u := set.pick(&pickOptions{balance: o.Balance, clientIP: st.clientIP, cookie: st.stickyIn, tried: st.tried, now: now, slowStart: o.SlowStart})
@@ -1097,13 +1098,14 @@ func (e *clientBodyError) Unwrap() error { return e.err }
 func (b *retryableBody) Close() error { return nil }
 
 // retryable reports whether a failed attempt may be repeated on another
-// upstream: always when the connection could not be made (nothing was sent),
+// upstream: always when the connection could not be made or its TLS
+// handshake failed (nothing was sent),
 // and for idempotent requests without a body when retryIdempotent is set.
 func retryable(req *http.Request, body *retryableBody, err error, retryIdempotent bool) bool {
 	if body != nil && body.read.Load() {
 		return false
 	}
-	if isConnectError(err) {
+	if isConnectError(err) || errors.As(err, new(*handshakeError)) {
 		return true
 	}
 	if !retryIdempotent {
