@@ -320,6 +320,7 @@ func (c *fastConn) serveRequest(r *http.Request, fr fastRequest, hsts []string) 
 	c.startWatch()
 	resp, err := roundTripper{p}.roundTrip(st, r)
 	c.stopWatch()
+	c.releaseBody() // nothing sends it again
 	if err != nil {
 		if c.ctx.Err() != nil {
 			return false // the client went away

@@ -518,8 +518,11 @@ type requestState struct {
 	fwd       [5]string // X-Forwarded-* values; the outbound header points here
 	requestID [1]string // Options.RequestIDHeader's value; "" without one
 	reqBody   retryableBody
-	buffered  bufferedBody // a small body read whole (ServeHTTP)
-	respBody  countedBody
+	buffered  bufferedBody // a small body read whole (ServeHTTP), in bufferedBuf
+	// bufferedBuf holds buffered until the round trip ends (a response
+	// streamed for long keeps no request body).
+	bufferedBuf *[]byte
+	respBody    countedBody
 	// respBuf, when set, is where the upstream's response is built: the
 	// fast path's connection reuses it for each of its requests.
 	respBuf *responseBuf
@@ -581,13 +584,13 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			// write on the plain-HTTP transport, rather than through
 			// http.Transport's goroutines, and can go to another upstream
 			// if the first cannot be reached.
-			buf := getBodyBuf(n)
-			defer putBodyBuf(buf)
-			if _, err := io.ReadFull(st.body, (*buf)[:n]); err != nil {
+			st.bufferedBuf = getBodyBuf(n)
+			defer st.releaseBuffered()
+			if _, err := io.ReadFull(st.body, (*st.bufferedBuf)[:n]); err != nil {
 				p.errorHandlerWith(&st.rec, r, st, &clientBodyError{err: err}, st.opts)
 				return
 			}
-			st.buffered = bufferedBody{b: (*buf)[:n]}
+			st.buffered = bufferedBody{b: (*st.bufferedBuf)[:n]}
 			st.body = nil
 			r.Body = &st.buffered
 		}
@@ -845,8 +848,18 @@ func (rt roundTripper) RoundTrip(req *http.Request) (*http.Response, error) {
 	return rt.roundTrip(stateFrom(req.Context()), req)
 }
 
+// releaseBuffered gives back the buffer of a body read whole, once nothing
+// will send it again.
+func (st *requestState) releaseBuffered() {
+	if st.bufferedBuf != nil {
+		putBodyBuf(st.bufferedBuf)
+		st.bufferedBuf, st.buffered = nil, bufferedBody{}
+	}
+}
+
 // roundTrip is RoundTrip for the request whose state is st.
 func (rt roundTripper) roundTrip(st *requestState, req *http.Request) (*http.Response, error) {
+	defer st.releaseBuffered()
 	p := rt.p
 	o := p.options()
 	set := p.set.Load()
