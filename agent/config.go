@@ -288,9 +288,10 @@ type HTTPConfig struct {
 	IdleTimeout time.Duration `yaml:"idle_timeout"`
 	// MaxHeaderBytes bounds the request line and headers.
 	MaxHeaderBytes int `yaml:"max_header_bytes"`
-	// FastPath serves GET and HEAD requests on HTTP/1.1 connections with
-	// flowgate's own request loop instead of net/http's server
-	// (agent/proxy/fast.go); everything else goes to net/http either way.
+	// FastPath serves HTTP/1.1 requests without a body or with a small
+	// Content-Length one with flowgate's own request loop instead of
+	// net/http's server (agent/proxy/fast.go); everything else goes to
+	// net/http either way.
 	FastPath bool `yaml:"fast_path"`
 	// MaxBodyBytes bounds request bodies; 0 means no limit.
 	MaxBodyBytes int64 `yaml:"max_body_bytes"`

@@ -21,9 +21,9 @@ type upstream struct {
 	up     discovery.Upstream
 	key    string // discovery.Upstream.Key()
 	cookie string // opaque sticky-cookie value; never reveals the address
-	// h1 carries requests without a body or upgrade (h1transport.go);
-	// transport those with a body. Nil in tests that build upstreams by
-	// hand.
+	// h1 carries requests without a body or with one read whole, and no
+	// upgrade (h1transport.go); transport those whose body streams. Nil in
+	// tests that build upstreams by hand.
 	h1        *h1Transport
 	transport *http.Transport
 	// wsTransport carries WebSocket upgrades: no read timeout. Nil in
