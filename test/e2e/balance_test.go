@@ -2,8 +2,10 @@ package e2e
 
 import (
 	"fmt"
+	"io"
 	"net/http"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -127,6 +129,29 @@ func TestFailover(t *testing.T) {
 	}
 	if counts["b"] == 0 || after == 0 {
 		t.Fatalf("the load did not span the kill: %v, %d after it", counts, after)
+	}
+
+	// A POST that finds b dead, once b's ejection (fail_timeout 1s) is
+	// over, goes to a with its body: nothing of it went out. Round robin
+	// gives b one of the first two.
+	time.Sleep(1100 * time.Millisecond)
+	before := fg.Metric(t, "flowgate_upstream_retries_total")
+	for i := range 4 {
+		sent := fmt.Sprintf(`{"taskId":"%d","action":"complete"}`, i)
+		resp, err := fg.Client.Post(fg.URL("/echo"), "application/json", strings.NewReader(sent))
+		if err != nil {
+			t.Fatalf("POST %d with b dead: %v", i, err)
+		}
+		got, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK || resp.Header.Get("X-Node") != "a" || string(got) != sent {
+			t.Errorf("POST %d with b dead: got %d from %q, %q; want 200 from a with the body echoed", i, resp.StatusCode, resp.Header.Get("X-Node"), got)
+		}
+	}
+	if retried := fg.Metric(t, "flowgate_upstream_retries_total") - before; retried < 1 {
+		t.Errorf("4 POSTs with b dead and back in the set: %.0f retried; want b's sent on to a", retried)
+	} else {
+		t.Logf("4 POSTs with b dead and back in the set: all answered by a, %.0f retried after a refused connection", retried)
 	}
 
 	a.Kill()
