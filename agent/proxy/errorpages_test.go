@@ -81,21 +81,10 @@ func TestErrorPagesViaEachPath(t *testing.T) {
 	const browser = "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"
 	// No upstream: 503. A node that takes the request and hangs up: 502.
 	empty := newTestProxy(t, Options{ErrorPages: pages})
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			c.Read(make([]byte, 4096))
-			c.Close()
-		}
-	}()
+	ln := acceptEach(t, func(c net.Conn) {
+		c.Read(make([]byte, 4096))
+		c.Close()
+	})
 	gone := newTestProxy(t, Options{ErrorPages: pages, MaxAttempts: 1}, discovery.Upstream{Addr: ln.Addr().String(), Weight: 1})
 	for _, tt := range []struct {
 		name string

@@ -437,16 +437,8 @@ func TestH1PartialWriteNotResent(t *testing.T) {
 // not as a connect failure: the caller must not send it to another
 // upstream as one that never went out.
 func TestH1StaleThenRefusedIsNoConnectError(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		c, err := ln.Accept()
-		if err != nil {
-			return
-		}
+	self := make(chan net.Listener, 1) // the listener, for the handler to close
+	ln := acceptEach(t, func(c net.Conn) {
 		defer c.Close()
 		br := bufio.NewReader(c)
 		for i := 0; ; i++ {
@@ -454,12 +446,13 @@ func TestH1StaleThenRefusedIsNoConnectError(t *testing.T) {
 				return
 			}
 			if i == 1 {
-				ln.Close() // the new connection is refused
-				return     // and this one closes unanswered
+				(<-self).Close() // the new connection is refused
+				return           // and this one closes unanswered
 			}
 			io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
 		}
-	}()
+	})
+	self <- ln
 	addr := ln.Addr().String()
 	tr := newH1Transport(addr, nil, TransportOptions{ResponseHeaderTimeout: time.Minute, IdleConnTimeout: time.Minute, MaxIdleConnsPerHost: 4}, time.Now)
 	defer tr.CloseIdleConnections()
@@ -483,20 +476,7 @@ func TestH1StaleThenRefusedIsNoConnectError(t *testing.T) {
 // A POST whose first HTTPS upstream fails the TLS handshake goes to
 // another: nothing of it went out.
 func TestBodyRetriedAfterFailedHandshake(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			c.Close() // no TLS here
-		}
-	}()
+	ln := acceptEach(t, func(c net.Conn) { c.Close() }) // no TLS here
 	var mu sync.Mutex
 	var bodies []string
 	good := httptestTLS(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {

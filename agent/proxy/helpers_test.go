@@ -138,6 +138,27 @@ func newTestProxy(t *testing.T, opts Options, ups ...discovery.Upstream) *Proxy 
 	return p
 }
 
+// acceptEach listens on loopback until the test ends and hands each
+// connection, one after another, to handle.
+func acceptEach(t *testing.T, handle func(net.Conn)) net.Listener {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			handle(c)
+		}
+	}()
+	return ln
+}
+
 // frontProto is front for proto "HTTP/1.1", and for "HTTP/2" a TLS front
 // whose client speaks HTTP/2.
 func frontProto(t *testing.T, h http.Handler, proto string) (string, *http.Client) {
