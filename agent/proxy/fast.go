@@ -508,8 +508,9 @@ func (c *fastConn) writeResponse(st *requestState, req *http.Request, resp *http
 	// three. The data is read at chunkData, after room for the size line.
 	data := buf[:]
 	if chunked {
-		data = buf[chunkData : len(buf)-2]
+		data = buf[chunkData : len(buf)-2-len(lastChunk)]
 	}
+	ended := false // the last chunk went out
 	for {
 		n, err := resp.Body.Read(data)
 		if n > 0 {
@@ -517,10 +518,17 @@ func (c *fastConn) writeResponse(st *requestState, req *http.Request, resp *http
 			out := data[:n]
 			if chunked {
 				out = frameChunk(buf[:], n)
+				// Data that came with the end of the body goes out with
+				// the last chunk in one write, when no trailer follows.
+				if err == io.EOF && len(resp.Trailer) == 0 {
+					out = append(out, lastChunk...)
+					ended = true
+				}
 			}
 			bw.Write(out)
 			st.rec.bytes += int64(n)
-			if flush && bw.Flush() != nil {
+			// What came with the end is flushed once, below.
+			if flush && err == nil && bw.Flush() != nil {
 				return false
 			}
 		}
@@ -537,7 +545,7 @@ func (c *fastConn) writeResponse(st *requestState, req *http.Request, resp *http
 			return false
 		}
 	}
-	if chunked {
+	if chunked && !ended {
 		bw.WriteString("0\r\n")
 		for k, vv := range resp.Trailer {
 			if !validFieldName(k) {
@@ -555,6 +563,9 @@ func (c *fastConn) writeResponse(st *requestState, req *http.Request, resp *http
 // chunkData is where a chunk's data starts in its buffer: after room for
 // its size in hex and a CRLF.
 const chunkData = 16 + 2
+
+// lastChunk ends a chunked body that has no trailer.
+const lastChunk = "0\r\n\r\n"
 
 // frameChunk frames the n bytes of data at buf[chunkData:] as a chunk, in
 // place, and returns it.

@@ -227,6 +227,21 @@ func TestFastPathUpstreamResponses(t *testing.T) {
 		switch req.URL.Path {
 		case "/chunked":
 			io.WriteString(w, "HTTP/1.1 200 OK\r\nTrailer: X-Sum\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n2\r\nde\r\n0\r\nX-Sum: 5\r\n\r\n")
+		case "/chunked-big":
+			// 40 KiB in chunks of 16 KiB, the last with the end of the
+			// body in the same write.
+			var b strings.Builder
+			b.WriteString("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n")
+			for _, n := range []int{16 << 10, 16 << 10, 8 << 10} {
+				fmt.Fprintf(&b, "%x\r\n%s\r\n", n, strings.Repeat("b", n))
+			}
+			b.WriteString("0\r\n\r\n")
+			io.WriteString(w, b.String())
+		case "/chunked-late":
+			// The end of the body comes after a pause.
+			io.WriteString(w, "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n")
+			time.Sleep(30 * time.Millisecond)
+			io.WriteString(w, "0\r\n\r\n")
 		case "/hop":
 			io.WriteString(w, "HTTP/1.1 200 OK\r\nConnection: X-Private\r\nX-Private: secret\r\nKeep-Alive: timeout=5\r\nX-Public: yes\r\nContent-Length: 2\r\n\r\nok")
 		case "/204":
@@ -275,6 +290,16 @@ func TestFastPathUpstreamResponses(t *testing.T) {
 	resp, body := rc.read("GET")
 	if body != "abcde" || resp.ContentLength != -1 || resp.Trailer.Get("X-Sum") != "5" {
 		t.Errorf("chunked: got %q, length %d, trailer %v", body, resp.ContentLength, resp.Trailer)
+	}
+	// Each chunked body ends where it should: the next response on the
+	// connection reads whole after it.
+	rc.send("GET /chunked-big HTTP/1.1\r\nHost: a\r\n\r\n")
+	if resp, body := rc.read("GET"); body != strings.Repeat("b", 40<<10) || resp.ContentLength != -1 || len(resp.Trailer) != 0 {
+		t.Errorf("chunked, 40 KiB: got %d bytes, length %d, trailer %v", len(body), resp.ContentLength, resp.Trailer)
+	}
+	rc.send("GET /chunked-late HTTP/1.1\r\nHost: a\r\n\r\n")
+	if resp, body := rc.read("GET"); body != "abc" || resp.ContentLength != -1 {
+		t.Errorf("chunked, end after a pause: got %q, length %d", body, resp.ContentLength)
 	}
 	rc.send("GET /hop HTTP/1.1\r\nHost: a\r\n\r\n")
 	resp, body = rc.read("GET")
