@@ -185,14 +185,12 @@ func (b *bench) setup(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	for i := range 2 {
-		addr, cmd, err := startUpstream(self, fmt.Sprintf("up%d", i), filepath.Join(b.cfg.out, fmt.Sprintf("upstream%d.log", i)))
-		if err != nil {
-			return err
-		}
-		b.upCmds = append(b.upCmds, cmd)
-		b.upstreams = append(b.upstreams, addr)
+	addrs, cmd, err := startUpstream(self, []string{"up0", "up1"}, filepath.Join(b.cfg.out, "upstream.log"))
+	if err != nil {
+		return err
 	}
+	b.upCmds = append(b.upCmds, cmd)
+	b.upstreams = addrs
 	b.logf("upstreams on %s (core %s)", strings.Join(b.upstreams, ", "), loadCore)
 	env := &peerEnv{
 		dir:       b.dir,
@@ -225,33 +223,39 @@ func (b *bench) setup(ctx context.Context) error {
 	return nil
 }
 
-// startUpstream starts `flowbench upstream` on the load core and reads the
-// address it bound.
-func startUpstream(self, name, logPath string) (string, *exec.Cmd, error) {
-	cmd := exec.Command("taskset", "-c", loadCore, self, "upstream", "--name", name, "--addr", "127.0.0.1:0")
+// startUpstream starts `flowbench upstream` on the load core, one process
+// with a node of each name, and reads the addresses it bound.
+func startUpstream(self string, names []string, logPath string) ([]string, *exec.Cmd, error) {
+	listen := strings.TrimSuffix(strings.Repeat("127.0.0.1:0,", len(names)), ",")
+	cmd := exec.Command("taskset", "-c", loadCore, self, "upstream", "--name", strings.Join(names, ","), "--addr", listen)
 	cmd.Env = append(os.Environ(), "GOMAXPROCS=1")
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGTERM}
 	logf, err := os.Create(logPath)
 	if err != nil {
-		return "", nil, err
+		return nil, nil, err
 	}
 	cmd.Stderr = logf
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
-		return "", nil, err
+		return nil, nil, err
 	}
 	if err := cmd.Start(); err != nil {
-		return "", nil, fmt.Errorf("starting upstream: %w", err)
+		return nil, nil, fmt.Errorf("starting upstream: %w", err)
 	}
-	line, err := bufio.NewReader(stdout).ReadString('\n')
-	addr, ok := strings.CutPrefix(strings.TrimSpace(line), "flowbench upstream listening on ")
-	if err != nil || !ok {
-		cmd.Process.Kill()
-		cmd.Wait()
-		return "", nil, fmt.Errorf("upstream %s did not start (see %s): %q %v", name, logPath, line, err)
+	br := bufio.NewReader(stdout)
+	var addrs []string
+	for range names {
+		line, err := br.ReadString('\n')
+		addr, ok := strings.CutPrefix(strings.TrimSpace(line), "flowbench upstream listening on ")
+		if err != nil || !ok {
+			cmd.Process.Kill()
+			cmd.Wait()
+			return nil, nil, fmt.Errorf("upstream did not start (see %s): %q %v", logPath, line, err)
+		}
+		addrs = append(addrs, addr)
 	}
-	go io.Copy(logf, stdout)
-	return addr, cmd, nil
+	go io.Copy(logf, br)
+	return addrs, cmd, nil
 }
 
 func (b *bench) stopAll() {

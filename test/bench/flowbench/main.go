@@ -6,7 +6,7 @@
 // than this command.
 //
 //	flowbench run --flowgate BIN --out DIR [--quick]   the benchmark
-//	flowbench upstream --addr ADDR                     a fast stand-in upstream
+//	flowbench upstream --addr ADDR[,ADDR]              fast stand-in upstreams, one process
 //	flowbench report --out DIR                         re-render DIR/runs.jsonl
 //	flowbench ws-hold --addr HOST:PORT --conns N       open N idle WebSockets and hold them
 package main
@@ -37,7 +37,7 @@ func main() {
 
 const usage = `Usage:
   flowbench run --flowgate BIN [--out DIR] [--quick] [--runs N] [--duration D]
-  flowbench upstream [--addr ADDR] [--name NAME]
+  flowbench upstream [--addr ADDR[,ADDR...]] [--name NAME[,NAME...]]
   flowbench report [--out DIR]
   flowbench ws-hold --addr HOST:PORT [--conns N] [--hold D]
 `

@@ -31,20 +31,43 @@ import (
 // maxBytes bounds /bytes?n=.
 const maxBytes = 16 << 20
 
+// runUpstream serves one stand-in node per --addr, all in one process: on
+// the load core, each process more would cost a switch between processes
+// per request, load the proxies cannot see.
 func runUpstream(ctx context.Context, args []string, stdout io.Writer) error {
 	fs := flag.NewFlagSet("flowbench upstream", flag.ContinueOnError)
-	addr := fs.String("addr", "127.0.0.1:0", "listen `ADDR`")
-	name := fs.String("name", "up", "node `NAME`, sent as X-Node")
+	addrs := fs.String("addr", "127.0.0.1:0", "comma-separated listen `ADDRS`, one per node")
+	names := fs.String("name", "up", "comma-separated node `NAMES`, sent as X-Node, one per address")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	ln, err := net.Listen("tcp", *addr)
-	if err != nil {
-		return fmt.Errorf("upstream: listening on %q: %w", *addr, err)
+	addrList, nameList := strings.Split(*addrs, ","), strings.Split(*names, ",")
+	if len(addrList) != len(nameList) {
+		return fmt.Errorf("upstream: %d addresses and %d names; give one name per address", len(addrList), len(nameList))
 	}
-	s := newUpstreamServer(*name)
-	fmt.Fprintf(stdout, "flowbench upstream listening on %s\n", ln.Addr())
-	return s.serve(ctx, ln)
+	lns := make([]net.Listener, 0, len(addrList))
+	for _, a := range addrList {
+		ln, err := net.Listen("tcp", a)
+		if err != nil {
+			for _, l := range lns {
+				l.Close()
+			}
+			return fmt.Errorf("upstream: listening on %q: %w", a, err)
+		}
+		lns = append(lns, ln)
+	}
+	errs := make(chan error, len(lns))
+	for i, ln := range lns {
+		fmt.Fprintf(stdout, "flowbench upstream listening on %s\n", ln.Addr())
+		go func() { errs <- newUpstreamServer(nameList[i]).serve(ctx, ln) }()
+	}
+	// A node that fails ends the process, and with it the run's checks.
+	for range lns {
+		if err := <-errs; err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 type upstreamServer struct {

@@ -151,3 +151,44 @@ func TestUpstreamWebSocketEcho(t *testing.T) {
 		t.Fatalf("close: got opcode %d, %v; want a close frame", f.opcode(), err)
 	}
 }
+
+// TestUpstreamNodesInOneProcess: `flowbench upstream` serves a node per
+// address, each answering with its own name, and refuses a list of names
+// that does not match the addresses.
+func TestUpstreamNodesInOneProcess(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	pr, pw := io.Pipe()
+	done := make(chan error, 1)
+	go func() {
+		done <- runUpstream(ctx, []string{"--addr", "127.0.0.1:0,127.0.0.1:0", "--name", "n0,n1"}, pw)
+		pw.Close()
+	}()
+	br := bufio.NewReader(pr)
+	tr := &http.Transport{}
+	c := &http.Client{Transport: tr, Timeout: 5 * time.Second}
+	for i, want := range []string{"n0", "n1"} {
+		line, err := br.ReadString('\n')
+		addr, ok := strings.CutPrefix(strings.TrimSpace(line), "flowbench upstream listening on ")
+		if err != nil || !ok {
+			t.Fatalf("node %d: got %q, %v; want its address", i, line, err)
+		}
+		resp, err := c.Get("http://" + addr + "/")
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if got := resp.Header.Get("X-Node"); got != want {
+			t.Errorf("node %d: X-Node %q; want %q", i, got, want)
+		}
+	}
+	tr.CloseIdleConnections()
+	cancel()
+	if err := <-done; err != nil {
+		t.Errorf("upstream: %v", err)
+	}
+
+	err := runUpstream(context.Background(), []string{"--addr", "127.0.0.1:0,127.0.0.1:0", "--name", "one"}, io.Discard)
+	if err == nil || !strings.Contains(err.Error(), "one name per address") {
+		t.Errorf("two addresses, one name: got %v; want an error", err)
+	}
+}
