@@ -288,17 +288,8 @@ func TestFastPathBodyRetries(t *testing.T) {
 // A body goes to an HTTPS upstream as to a plain one, and the buffer
 // serves the next request.
 func TestFastPathBodyToHTTPSUpstream(t *testing.T) {
-	var mu sync.Mutex
-	var bodies []string
-	srv := httptestTLS(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		b, _ := io.ReadAll(r.Body)
-		mu.Lock()
-		bodies = append(bodies, string(b))
-		mu.Unlock()
-		io.WriteString(w, "tls")
-	}))
-	up := discovery.Upstream{Addr: srv.Listener.Addr().String(), TLS: true, Weight: 1}
-	p := newTestProxy(t, Options{Transport: TransportOptions{TLS: tlsClientFor(srv)}}, up)
+	b := newTLSBackend(t, "tls")
+	p := newTestProxy(t, Options{Transport: TransportOptions{TLS: tlsClientFor(b.srv)}}, b.upstream())
 	addr, cfg, cs := fastFront(t, p, ConnOptions{})
 	rc := dialRaw(t, addr, cfg)
 	for _, s := range []string{"first", "second"} {
@@ -307,10 +298,10 @@ func TestFastPathBodyToHTTPSUpstream(t *testing.T) {
 			t.Fatalf("POST %s: got %d %q", s, resp.StatusCode, body)
 		}
 	}
-	mu.Lock()
-	defer mu.Unlock()
-	if fmt.Sprint(bodies) != "[first second]" || cs.open() != 1 {
-		t.Errorf("HTTPS upstream got %q, %d fast-path connections; want first and second on the fast path", bodies, cs.open())
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if fmt.Sprint(b.bodies) != "[first second]" || cs.open() != 1 {
+		t.Errorf("HTTPS upstream got %q, %d fast-path connections; want first and second on the fast path", b.bodies, cs.open())
 	}
 }
 
@@ -477,18 +468,9 @@ func TestH1StaleThenRefusedIsNoConnectError(t *testing.T) {
 // another: nothing of it went out.
 func TestBodyRetriedAfterFailedHandshake(t *testing.T) {
 	ln := acceptEach(t, func(c net.Conn) { c.Close() }) // no TLS here
-	var mu sync.Mutex
-	var bodies []string
-	good := httptestTLS(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		b, _ := io.ReadAll(r.Body)
-		mu.Lock()
-		bodies = append(bodies, string(b))
-		mu.Unlock()
-		io.WriteString(w, "good")
-	}))
+	good := newTLSBackend(t, "good")
 	bad := discovery.Upstream{Addr: ln.Addr().String(), TLS: true, Weight: 1}
-	up := discovery.Upstream{Addr: good.Listener.Addr().String(), TLS: true, Weight: 1}
-	p := newTestProxy(t, Options{Transport: TransportOptions{TLS: tlsClientFor(good)}, MaxFails: 10}, bad, up)
+	p := newTestProxy(t, Options{Transport: TransportOptions{TLS: tlsClientFor(good.srv)}, MaxFails: 10}, bad, good.upstream())
 	addr, cfg, _ := fastFront(t, p, ConnOptions{})
 	rc := dialRaw(t, addr, cfg)
 	for i := range 2 { // round robin: one of the two starts at the bad node
@@ -497,10 +479,10 @@ func TestBodyRetriedAfterFailedHandshake(t *testing.T) {
 			t.Fatalf("POST %d: got %d %q; want the good node's answer", i, resp.StatusCode, body)
 		}
 	}
-	mu.Lock()
-	defer mu.Unlock()
-	if fmt.Sprint(bodies) != "[form=0 form=1]" {
-		t.Errorf("the good node got %q; want both bodies", bodies)
+	good.mu.Lock()
+	defer good.mu.Unlock()
+	if fmt.Sprint(good.bodies) != "[form=0 form=1]" {
+		t.Errorf("the good node got %q; want both bodies", good.bodies)
 	}
 }
 

@@ -48,6 +48,7 @@ func (c *fakeClock) Advance(d time.Duration) {
 type backend struct {
 	name string
 	srv  *httptest.Server
+	tls  bool
 	hits atomic.Int64
 
 	mu      sync.Mutex
@@ -60,7 +61,24 @@ type backend struct {
 func newBackend(t *testing.T, name string, handler http.HandlerFunc) *backend {
 	t.Helper()
 	b := &backend{name: name}
-	b.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	b.srv = httptest.NewServer(b.recording(handler))
+	t.Cleanup(b.srv.Close)
+	return b
+}
+
+// newTLSBackend is newBackend over HTTPS (httptestTLS); its upstream is
+// marked TLS.
+func newTLSBackend(t *testing.T, name string) *backend {
+	t.Helper()
+	b := &backend{name: name, tls: true}
+	b.srv = httptestTLS(t, b.recording(nil))
+	return b
+}
+
+// recording records each request, then answers it with handler or, when
+// handler is nil, with the backend's name.
+func (b *backend) recording(handler http.HandlerFunc) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		body, _ := io.ReadAll(r.Body)
 		b.hits.Add(1)
 		b.mu.Lock()
@@ -71,15 +89,13 @@ func newBackend(t *testing.T, name string, handler http.HandlerFunc) *backend {
 			handler(w, r)
 			return
 		}
-		w.Header().Set("X-Backend", name)
-		io.WriteString(w, name)
-	}))
-	t.Cleanup(b.srv.Close)
-	return b
+		w.Header().Set("X-Backend", b.name)
+		io.WriteString(w, b.name)
+	})
 }
 
 func (b *backend) upstream() discovery.Upstream {
-	return discovery.Upstream{Addr: b.srv.Listener.Addr().String(), Weight: 1}
+	return discovery.Upstream{Addr: b.srv.Listener.Addr().String(), TLS: b.tls, Weight: 1}
 }
 
 func (b *backend) lastHeader() http.Header {
