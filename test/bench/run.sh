@@ -12,7 +12,8 @@
 #   bash test/bench/run.sh --pprof          # also flowgate CPU/heap profiles in DIR/pprof
 #
 # Other flags pass through to `flowbench run` (--runs N, --duration 10s,
-# --peers flowgate,nginx, --scenarios h1-keepalive-1k,ws-idle, --keep).
+# --peers flowgate,nginx, --scenarios h1-keepalive-1k,ws-idle, --keep,
+# --flowgate-env GOGC=off to measure flowgate with a runtime setting).
 # Exit status is non-zero when a peer fails to start or any run errors;
 # missed performance targets are reported in the table, not failures.
 set -euo pipefail

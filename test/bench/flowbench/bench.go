@@ -32,6 +32,9 @@ type benchConfig struct {
 	only      []string // scenario ids; empty runs all
 	pprof     bool
 	keepDir   bool
+	// flowgateEnv is added to flowgate's environment, KEY=VALUE each: a
+	// runtime setting (GOGC, GODEBUG, GOMEMLIMIT) to measure.
+	flowgateEnv []string
 }
 
 func parseBenchFlags(args []string, stderr io.Writer) (benchConfig, error) {
@@ -52,6 +55,17 @@ func parseBenchFlags(args []string, stderr io.Writer) (benchConfig, error) {
 	fs.StringVar(&only, "scenarios", "", "comma-separated scenario `IDS` to run (default all)")
 	fs.BoolVar(&c.pprof, "pprof", false, "after the measured runs, save a flowgate CPU profile of each scenario (and a heap profile with idle WebSockets) into OUT/pprof")
 	fs.BoolVar(&c.keepDir, "keep", false, "keep the work directory (configs, peer logs)")
+	fs.Func("flowgate-env", "add `KEY=VALUE` to flowgate's environment, such as GOGC=off (repeatable; every peer otherwise runs with a clean one)", func(v string) error {
+		k, _, ok := strings.Cut(v, "=")
+		switch {
+		case !ok || k == "" || strings.ContainsAny(k, " \t"):
+			return fmt.Errorf("%q is not KEY=VALUE", v)
+		case k == "GOMAXPROCS":
+			return errors.New("GOMAXPROCS stays 1: every proxy gets one core")
+		}
+		c.flowgateEnv = append(c.flowgateEnv, v)
+		return nil
+	})
 	fs.StringVar(&proxyCore, "proxy-core", proxyCore, "`CPU` list (taskset -c) of the proxy under test")
 	fs.StringVar(&loadCore, "load-core", loadCore, "`CPU` list (taskset -c) of the load generators and upstreams")
 	if err := fs.Parse(args); err != nil {
@@ -199,6 +213,8 @@ func (b *bench) setup(ctx context.Context) error {
 		upstreams: b.upstreams,
 		flowgate:  b.cfg.flowgate,
 		root:      os.Geteuid() == 0,
+
+		flowgateEnv: b.cfg.flowgateEnv,
 	}
 	ports, err := freePorts(len(b.cfg.peers) + 1)
 	if err != nil {

@@ -49,6 +49,8 @@ type peerEnv struct {
 	upstreams []string // host:port
 	flowgate  string   // the flowgate binary
 	root      bool     // running as root
+
+	flowgateEnv []string // KEY=VALUE, added to flowgate's environment
 }
 
 // writeFile writes a configuration file into the work directory.

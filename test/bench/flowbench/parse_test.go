@@ -2,7 +2,9 @@ package main
 
 import (
 	"context"
+	"io"
 	"math"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -326,5 +328,38 @@ func TestReportSameRoundRatios(t *testing.T) {
 	}
 	if md := rep.markdown(); !strings.Contains(md, "| 1.00 · 0.94 |") {
 		t.Errorf("markdown lacks the same-round row:\n%s", md)
+	}
+}
+
+// TestFlowgateEnv: --flowgate-env reaches flowgate's environment alone,
+// refuses what is not KEY=VALUE and a GOMAXPROCS other than the pinning's,
+// and a report says that flowgate did not run on its defaults.
+func TestFlowgateEnv(t *testing.T) {
+	base := []string{"--flowgate", "fg", "--cert", "c.pem", "--key", "k.pem"}
+	c, err := parseBenchFlags(append(base, "--flowgate-env", "GOGC=off", "--flowgate-env", "GODEBUG=gctrace=1"), io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"GOGC=off", "GODEBUG=gctrace=1"}
+	if diff := cmp.Diff(want, c.flowgateEnv); diff != "" {
+		t.Errorf("flowgateEnv (-want +got):\n%s", diff)
+	}
+	env := &peerEnv{dir: t.TempDir(), flowgateEnv: c.flowgateEnv}
+	for _, name := range []string{"flowgate", "nginx"} {
+		got := (&peer{name: name, env: env}).environ()
+		has := slices.Contains(got, "GOGC=off") && slices.Contains(got, "GODEBUG=gctrace=1")
+		if has != (name == "flowgate") || !slices.Contains(got, "GOMAXPROCS=1") {
+			t.Errorf("%s's environment: %q", name, got)
+		}
+	}
+	for _, bad := range []string{"GOGC", "=off", "GOMAXPROCS=2", "GO GC=1"} {
+		if _, err := parseBenchFlags(append(base, "--flowgate-env", bad), io.Discard); err == nil {
+			t.Errorf("--flowgate-env %q: got no error; want one", bad)
+		}
+	}
+	rep := buildReport(map[string]any{"runs": 1, "flowgate_env": want},
+		[]result{{Scenario: "h1-keepalive-1k", Peer: "flowgate", Value: 1}}, nil)
+	if md := rep.markdown(); !strings.Contains(md, "GOGC=off GODEBUG=gctrace=1 added to its environment") {
+		t.Errorf("markdown does not say flowgate ran with another environment:\n%s", md)
 	}
 }

@@ -54,6 +54,22 @@ func (p *peer) command() ([]string, error) {
 	return nil, fmt.Errorf("unknown peer %q", p.name)
 }
 
+// environ is the peer's environment: a clean one, the same for every
+// peer, and for flowgate what --flowgate-env adds.
+func (p *peer) environ() []string {
+	env := []string{
+		"PATH=" + os.Getenv("PATH"),
+		"HOME=" + p.env.dir,
+		"XDG_DATA_HOME=" + filepath.Join(p.env.dir, "xdg-data"),
+		"XDG_CONFIG_HOME=" + filepath.Join(p.env.dir, "xdg-config"),
+		"GOMAXPROCS=1",
+	}
+	if p.name == "flowgate" {
+		env = append(env, p.env.flowgateEnv...)
+	}
+	return env
+}
+
 // start launches the peer pinned to the proxy core and waits until it
 // completes TLS handshakes.
 func (p *peer) start(ctx context.Context) error {
@@ -70,13 +86,7 @@ func (p *peer) start(ctx context.Context) error {
 	cmd := exec.Command("taskset", append([]string{"-c", proxyCore}, argv...)...)
 	cmd.Dir = p.env.dir
 	cmd.Stdout, cmd.Stderr = logf, logf
-	cmd.Env = []string{
-		"PATH=" + os.Getenv("PATH"),
-		"HOME=" + p.env.dir,
-		"XDG_DATA_HOME=" + filepath.Join(p.env.dir, "xdg-data"),
-		"XDG_CONFIG_HOME=" + filepath.Join(p.env.dir, "xdg-config"),
-		"GOMAXPROCS=1",
-	}
+	cmd.Env = p.environ()
 	// If flowbench dies, its peers follow (nginx's master then stops its
 	// worker).
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGTERM}

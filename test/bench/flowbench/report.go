@@ -324,6 +324,10 @@ func (r *report) markdown() string {
 	fmt.Fprintf(&b, "Medians of %v run(s) of %vs per peer and scenario; peers alternate run by run. "+
 		"Proxy pinned to core %v (GOMAXPROCS=1 / 1 worker / 1 thread), load generators and upstreams on core %v.\n\n",
 		r.Meta["runs"], r.Meta["run_seconds"], r.Meta["proxy_core"], r.Meta["load_core"])
+	if env, ok := r.Meta["flowgate_env"].([]string); ok && len(env) > 0 {
+		fmt.Fprintf(&b, "flowgate ran with %s added to its environment (--flowgate-env): its figures are not those of a default start.\n\n",
+			strings.Join(env, " "))
+	}
 	b.WriteString("| Scenario | Unit |")
 	for _, p := range peers {
 		fmt.Fprintf(&b, " %s |", displayName[p])

@@ -474,6 +474,9 @@ func (b *bench) meta() map[string]any {
 		"peers":              b.cfg.peers,
 		"keepalive_per_host": keepAlivePerUpstream,
 	}
+	if len(b.cfg.flowgateEnv) > 0 {
+		m["flowgate_env"] = b.cfg.flowgateEnv
+	}
 	for k, v := range versions(b.cfg.flowgate) {
 		m[k] = v
 	}
