@@ -262,7 +262,7 @@ func startUpstream(self string, names []string, logPath string) ([]string, *exec
 	var addrs []string
 	for range names {
 		line, err := br.ReadString('\n')
-		addr, ok := strings.CutPrefix(strings.TrimSpace(line), "flowbench upstream listening on ")
+		addr, ok := strings.CutPrefix(strings.TrimSpace(line), upstreamListening)
 		if err != nil || !ok {
 			cmd.Process.Kill()
 			cmd.Wait()

@@ -31,6 +31,10 @@ import (
 // maxBytes bounds /bytes?n=.
 const maxBytes = 16 << 20
 
+// upstreamListening starts the line on stdout that gives a node's address,
+// which startUpstream reads.
+const upstreamListening = "flowbench upstream listening on "
+
 // runUpstream serves one stand-in node per --addr, all in one process: on
 // the load core, each process more would cost a switch between processes
 // per request, load the proxies cannot see.
@@ -58,7 +62,7 @@ func runUpstream(ctx context.Context, args []string, stdout io.Writer) error {
 	}
 	errs := make(chan error, len(lns))
 	for i, ln := range lns {
-		fmt.Fprintf(stdout, "flowbench upstream listening on %s\n", ln.Addr())
+		fmt.Fprintf(stdout, "%s%s\n", upstreamListening, ln.Addr())
 		go func() { errs <- newUpstreamServer(nameList[i]).serve(ctx, ln) }()
 	}
 	// A node that fails ends the process, and with it the run's checks.

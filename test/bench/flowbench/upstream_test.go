@@ -168,7 +168,7 @@ func TestUpstreamNodesInOneProcess(t *testing.T) {
 	c := &http.Client{Transport: tr, Timeout: 5 * time.Second}
 	for i, want := range []string{"n0", "n1"} {
 		line, err := br.ReadString('\n')
-		addr, ok := strings.CutPrefix(strings.TrimSpace(line), "flowbench upstream listening on ")
+		addr, ok := strings.CutPrefix(strings.TrimSpace(line), upstreamListening)
 		if err != nil || !ok {
 			t.Fatalf("node %d: got %q, %v; want its address", i, line, err)
 		}
